@@ -1,0 +1,133 @@
+"""Typed configuration: YAML files and `a.b=value` overrides into dataclasses, validated once at the door.
+
+Every unknown key, wrong type or unreadable file is a UserError naming the file, the key and what is expected,
+so the code below receives typed objects and never raw dicts.
+"""
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from utils.errors import UserError
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads `5e-4` (no dot) as a string; accept YAML 1.2 floats instead."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.[\d_]*)?(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml_text(text: str, source: str):
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as error:
+        raise UserError(f"{source}: not valid YAML ({str(error).splitlines()[0]})") from None
+
+
+def read_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    data = parse_yaml_text(path.read_text(), str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge `override` into a copy of `base`; nested mappings merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict:
+    """`optimizer.lr=1e-4` -> {"optimizer": {"lr": 0.0001}}; the value is read as YAML."""
+    key, sep, raw_value = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"override '{text}': expected KEY=VALUE with a dotted key, e.g. optimizer.lr=1e-4")
+    value = parse_yaml_text(raw_value, f"override '{text}'")
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def build(cls, data: dict, source: str, prefix: str = ""):
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types with the nearest valid key."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            nearest = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean '{prefix}{nearest[0]}'?" if nearest else f"; valid keys: {', '.join(fields)}"
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
+    values = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _check(hints[name], data[name], source, prefix + name)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise UserError(f"{source}: missing required key '{prefix}{name}'")
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
+
+
+def _describe(expected) -> str:
+    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+
+
+def _check(expected, value, source: str, key: str):
+    origin = typing.get_origin(expected)
+    if dataclasses.is_dataclass(expected):
+        return build(expected, value, source, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            try:
+                return _check(option, value, source, key)
+            except UserError:
+                continue
+    elif origin is typing.Literal:
+        if value in typing.get_args(expected):
+            return value
+        choices = " | ".join(str(choice) for choice in typing.get_args(expected))
+        raise UserError(f"{source}: '{key}' must be one of {choices}, got {value!r}")
+    elif origin in (list, tuple):
+        (item_type, *_) = typing.get_args(expected) or (typing.Any,)
+        if isinstance(value, (list, tuple)):
+            return [_check(item_type, item, source, f"{key}[{index}]") for index, item in enumerate(value)]
+    elif expected is typing.Any:
+        return value
+    elif expected is type(None):
+        if value is None:
+            return None
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, expected):
+        return value
+    raise UserError(f"{source}: '{key}' must be {_describe(expected)}, got {value!r} ({type(value).__name__})")
+
+
+def as_dict(config) -> dict:
+    return dataclasses.asdict(config)
