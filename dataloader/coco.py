@@ -39,7 +39,7 @@ def read_coco_captions(annotation_file, image_dir) -> CaptionedImages:
         image_id: [annotation["caption"] for annotation in coco.imgToAnns[image_id]]
         for image_id in sorted(coco.imgs) if coco.imgToAnns.get(image_id)
     }
-    paths = [str(image_dir / coco.imgs[image_id]["file_name"]) for image_id in captions_by_id]
+    paths = [os.path.join(image_dir, coco.imgs[image_id]["file_name"]) for image_id in captions_by_id]
     present = _existing_files(paths)
     return CaptionedImages(
         image_paths=[path for path in paths if path in present],
@@ -71,10 +71,11 @@ def _check_format(dataset, annotation_file: Path):
         if not isinstance(entries, list):
             found = "no" if entries is None else f"a {type(entries).__name__} as"
             raise UserError(f"{annotation_file}: {found} '{key}' list; expected {expected}")
+        required_set = set(required)
         for position, entry in enumerate(entries):
-            missing = [name for name in required if name not in entry] if isinstance(entry, dict) else required
-            if missing:
-                raise UserError(f"{annotation_file}: {key}[{position}] has no '{missing[0]}' key "
+            if not (isinstance(entry, dict) and entry.keys() >= required_set):
+                missing = next(name for name in required if not isinstance(entry, dict) or name not in entry)
+                raise UserError(f"{annotation_file}: {key}[{position}] has no '{missing}' key "
                                 f"(each needs {', '.join(required)}); expected {expected}")
     for position, image in enumerate(dataset["images"]):
         if not isinstance(image["file_name"], str):

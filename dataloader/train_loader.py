@@ -6,7 +6,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.config import DataConfig
@@ -72,9 +72,9 @@ class CaptionedImageDataset(Dataset):
 
 def collate_samples(samples) -> dict:
     images, tokens, unreadable = zip(*samples)
-    return {
-        "images": torch.stack(images),
-        "tokens": torch.stack(tokens),
+    return {  # default_collate stacks into shared memory in a worker, which saves a copy on the way out
+        "images": default_collate(images),
+        "tokens": default_collate(tokens),
         "skipped": torch.tensor(sum(len(paths) for paths in unreadable)),
         "unreadable": [path for paths in unreadable for path in paths],
     }
