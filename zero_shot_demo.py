@@ -19,6 +19,7 @@ from utils.errors import UserError
 from utils.precision import resolve_precision
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
+DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the image sharp, not at model size
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> None:
     model, preprocess = load_model(args.checkpoint_path, device=device)
     model.eval()
 
-    loaded, skipped = load_readable_images(image_paths(args), min_side=model.config.image_size)
+    loaded, skipped = load_readable_images(image_paths(args), max(model.config.image_size, DISPLAY_SIDE))
     for path, reason in skipped:
         print(f"warning: skipping {path}: not a readable image ({reason})", file=sys.stderr)
     if not loaded:

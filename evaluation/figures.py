@@ -59,8 +59,9 @@ def plot_top_predictions(images: list[Image.Image], image_names: list[str],
     two images per row; a single image gets a compact figure of its own."""
     columns = 1 if len(images) == 1 else 2
     rows = math.ceil(len(images) / columns)
-    figure = plt.figure(figsize=(7.2 * columns, 2.6 * rows + 0.2))
-    grid = figure.add_gridspec(rows, 2 * columns, width_ratios=[1, 1.5] * columns, wspace=0.1, hspace=0.45)
+    # constrained layout leaves each bar chart the room its class names need, whatever their length
+    figure = plt.figure(figsize=(7.2 * columns, 2.4 * rows + 0.2), layout="constrained")
+    grid = figure.add_gridspec(rows, 2 * columns, width_ratios=[1, 1.4] * columns)
     for index, (image, name, top) in enumerate(zip(images, image_names, predictions)):
         row, column = divmod(index, columns)
         image_axes = figure.add_subplot(grid[row, 2 * column])
@@ -81,11 +82,11 @@ def draw_probability_bars(axes, top: list[tuple[str, float]]) -> None:
     for row, probability in zip(rows, probabilities):
         axes.text(100 * probability + 1.5, row, f"{100 * probability:.1f}%", va="center", fontsize=8)
     axes.set_xlim(0, 118)  # room for the value label of a bar at 100%
+    axes.tick_params(axis="y", length=0)
     axes.set_xticks([0, 25, 50, 75, 100])
     axes.tick_params(axis="x", labelsize=7)
     axes.set_xlabel("probability (%)", fontsize=8)
-    axes.yaxis.tick_right()
-    for side in ("top", "left"):
+    for side in ("top", "right"):
         axes.spines[side].set_visible(False)
 
 
