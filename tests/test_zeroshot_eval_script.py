@@ -117,7 +117,8 @@ def test_tiny_model_end_to_end_batched_equals_one_at_a_time(tmp_path, capsys):
     for folder in class_folders:
         (data_dir / folder).mkdir(parents=True)
         for copy in range(3):
-            Image.fromarray(rng.integers(0, 256, (40 + copy, 36, 3), dtype=np.uint8)).save(data_dir / folder / f"{copy}.jpg")
+            pixels = rng.integers(0, 256, (40 + copy, 36, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(data_dir / folder / f"{copy}.jpg")
     (data_dir / "dog" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     out = tmp_path / "out"
     assert zeroshot_eval.main(["--checkpoint_path", str(checkpoint), "--dataset_type", "folder",
