@@ -65,7 +65,7 @@ def _index(annotation_file: Path) -> COCO:
 def _check_format(dataset, annotation_file: Path):
     expected = "a COCO captions file such as captions_train2017.json"
     if not isinstance(dataset, dict):
-        raise UserError(f"{annotation_file}: top level is a JSON {type(dataset).__name__}, expected an object ({expected})")
+        raise UserError(f"{annotation_file}: top level is a JSON {type(dataset).__name__}; expected {expected}")
     for key, required in (("images", REQUIRED_IMAGE_KEYS), ("annotations", REQUIRED_ANNOTATION_KEYS)):
         entries = dataset.get(key)
         if not isinstance(entries, list):

@@ -116,7 +116,8 @@ class TrainLoader:
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
         """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, "tokens" [B,ctx] long, "skipped" []
-        long (unreadable images replaced in this batch)}. Batches before start_batch are not decoded."""
+        long (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
+        One pass at a time: starting another pass (or this one again) ends the previous one."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
         self._batches.epoch, self._batches.start_batch = epoch, start_batch
@@ -136,6 +137,10 @@ class TrainLoader:
 def build_train_loader(config: DataConfig, *, image_size: int, mean, std, context_length: int, batch_size: int,
                        rank: int, world_size: int, seed: int, pin_memory: bool) -> TrainLoader:
     data = read_coco_captions(config.train_annotation_file, config.train_img_dir)
+    if not data.image_paths:
+        problem = (f"none of its {len(data.missing)} captioned images is in {config.train_img_dir} "
+                   f"(first expected: {data.missing[0]})" if data.missing else "no image has a caption")
+        raise UserError(f"{config.train_annotation_file}: {problem}")
     if data.missing:
         if config.strict_images:
             raise UserError(f"{data.missing[0]}: image listed in {config.train_annotation_file} is missing "
