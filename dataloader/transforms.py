@@ -13,6 +13,8 @@ from dataloader.image_io import load_rgb_image
 class TrainImageTransform:
     def __init__(self, image_size: int, mean, std, crop: str = "random", min_area: float = 0.9):
         self.image_size, self.crop, self.min_area = image_size, crop, min_area
+        # decode large enough that even the smallest random crop is not upsampled
+        self.decode_side = image_size if crop == "center" else math.ceil(image_size / math.sqrt(min_area))
         std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         # (pixel / 255 - mean) / std as one multiply-add
         self.scale = 1.0 / (255.0 * std)
@@ -20,7 +22,7 @@ class TrainImageTransform:
 
     def __call__(self, path, rng: np.random.Generator) -> torch.Tensor:
         """FloatTensor [3, image_size, image_size]. Raises OSError (or PIL's decoding errors) for unreadable files."""
-        image = load_rgb_image(path, min_side=self.image_size)
+        image = load_rgb_image(path, min_side=self.decode_side)
         size = (self.image_size, self.image_size)
         image = image.resize(size, Image.Resampling.BICUBIC, box=self.crop_box(*image.size, rng))
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
