@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.config import DataConfig
+from dataloader.packed_strings import PackedStrings
 from dataloader.sampler import ShardedOrder, sample_rng
 from dataloader.transforms import TrainImageTransform
 from utils.errors import UserError
@@ -27,14 +28,16 @@ class CaptionedImageDataset(Dataset):
 
     def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
                  seed: int, all_captions: bool, strict: bool):
-        self.image_paths, self.captions = data.image_paths, data.captions
         self.transform, self.context_length, self.seed, self.strict = transform, context_length, seed, strict
-        if all_captions:
-            self.sample_image = np.repeat(np.arange(len(self.captions)), [len(c) for c in self.captions])
-            self.sample_caption = np.concatenate([np.arange(len(c)) for c in self.captions])
+        self.image_paths = PackedStrings(data.image_paths)
+        self.captions = PackedStrings(caption for captions in data.captions for caption in captions)
+        self.caption_count = np.array([len(captions) for captions in data.captions], dtype=np.int64)
+        self.first_caption = np.cumsum(self.caption_count) - self.caption_count
+        self.all_captions = all_captions
+        if all_captions:  # sample i is caption i
+            self.sample_image = np.repeat(np.arange(len(self.caption_count)), self.caption_count)
         else:
-            self.sample_image = np.arange(len(self.captions))
-            self.sample_caption = None  # drawn per sample and epoch
+            self.sample_image = np.arange(len(self.caption_count))
         self._unreadable = set()  # per process: files already known to fail, not decoded again
 
     def __len__(self) -> int:
@@ -47,13 +50,14 @@ class CaptionedImageDataset(Dataset):
             candidate = (index + offset) % len(self)
             rng = sample_rng(self.seed, epoch, candidate)
             image_index = self.sample_image[candidate]
-            captions = self.captions[image_index]
-            drawn = self.sample_caption is None
-            caption_index = rng.integers(len(captions)) if drawn else self.sample_caption[candidate]
+            if self.all_captions:
+                caption_index = candidate
+            else:
+                caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
             path = self.image_paths[image_index]
             image = self._read(path, rng)
             if image is not None:
-                return image, tokenize(captions[caption_index], self.context_length)[0], unreadable
+                return image, tokenize(self.captions[caption_index], self.context_length)[0], unreadable
             unreadable.append(path)
             if self.strict:  # the training process raises: a worker's exception would arrive as a traceback
                 size = self.transform.image_size
