@@ -15,6 +15,7 @@ from evaluation.figures import plot_top_predictions
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
+from utils.cli import run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -108,13 +109,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run_demo(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run_demo, parse_args(argv))
 
 
 if __name__ == "__main__":

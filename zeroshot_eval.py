@@ -19,6 +19,7 @@ from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
+from utils.cli import run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -93,13 +94,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        evaluate(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(evaluate, parse_args(argv))
 
 
 if __name__ == "__main__":
