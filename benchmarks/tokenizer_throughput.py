@@ -1,19 +1,14 @@
 """Tokenizer throughput against open_clip's on short COCO-style captions, with a check that the ids are identical.
 
-    python benchmarks/tokenizer_speed.py [--captions 20000] [--repeats 5]
+    python -m benchmarks.tokenizer_throughput [--captions 20000] [--repeats 3]
 """
 import argparse
 import random
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import open_clip  # noqa: E402
-import torch  # noqa: E402
-
-from utils.tokenizer import tokenize  # noqa: E402
+from benchmarks.common import Row, add_machine_arguments, machine_report, markdown_table, median_seconds
+from utils.tokenizer import tokenize
 
 SUBJECTS = ["A man", "A woman", "Two dogs", "A little girl", "A group of people", "A cat", "An old bus", "A giraffe",
             "Several zebras", "A young boy", "A plate", "A red fire hydrant", "The kitchen", "A skateboarder"]
@@ -30,27 +25,32 @@ def captions(count: int, seed: int = 0) -> list[str]:
             for _ in range(count)]
 
 
-def captions_per_second(tokenize_fn, texts: list[str], repeats: int) -> tuple[float, torch.Tensor]:
-    ids = tokenize_fn(texts)  # warm caches, as in a training run
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tokenize_fn(texts)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / best, ids
+def run(count: int, repeats: int) -> list[Row]:
+    import open_clip
+
+    texts = captions(count)
+    # the first call of each fills its word cache, as the first epoch of a training run does
+    their_ids, our_ids = open_clip.tokenize(texts), tokenize(texts)
+    theirs = count / median_seconds(lambda: open_clip.tokenize(texts), warmup=0, repeats=repeats)
+    ours = count / median_seconds(lambda: tokenize(texts), warmup=0, repeats=repeats)
+    identical = torch.equal(our_ids, their_ids)
+    print(f"tokenizer: open_clip {theirs:,.0f} captions/s, ours {ours:,.0f} ({ours / theirs:.2f}x), "
+          f"ids identical: {identical}")
+    return [Row("tokenizer", f"{count:,} COCO-style captions, 1 thread", ours, theirs, "captions/s", "open_clip",
+                f"ids identical: {identical}")]
 
 
-def main() -> None:
+def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=3)
+    add_machine_arguments(parser)
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    texts = captions(args.captions)
-    theirs, their_ids = captions_per_second(open_clip.tokenize, texts, args.repeats)
-    ours, our_ids = captions_per_second(tokenize, texts, args.repeats)
-    print(f"open_clip: {theirs:,.0f} captions/s")
-    print(f"ours:      {ours:,.0f} captions/s ({ours / theirs:.2f}x), ids identical: {torch.equal(our_ids, their_ids)}")
+    print(machine_report(args.peak_size))
+    rows = run(args.captions, args.repeats)
+    print(markdown_table(rows))
+    return rows
 
 
 if __name__ == "__main__":

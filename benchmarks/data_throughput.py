@@ -1,0 +1,105 @@
+"""Training-image throughput: one core turning a COCO-like JPEG into a normalised tensor (our draft-decoding
+transform against the torchvision default chain), then the whole training loader (decode, crop, tokenize, batch)
+on a COCO-layout folder of such JPEGs.
+
+    python -m benchmarks.data_throughput [--images 128] [--photo-size 640x480] [--workers 2] [--batch-size 32]
+"""
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmarks.common import Row, add_machine_arguments, machine_report, markdown_table, median_seconds
+from dataloader.config import DataConfig
+from dataloader.train_loader import build_train_loader
+from dataloader.transforms import TrainImageTransform
+from model.config import OPENAI_MEAN, OPENAI_STD
+from model.preprocess import image_transform
+
+PHOTOS = Path(__file__).resolve().parents[1] / "test_images"
+
+
+def write_coco_folder(root: Path, count: int, size: tuple[int, int]) -> DataConfig:
+    """`count` JPEGs cut from the test photos at `size`, with five captions each, in COCO's layout."""
+    photos = [Image.open(path).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+              for path in sorted(PHOTOS.glob("*.jpg"))]
+    (root / "train2017").mkdir()
+    (root / "annotations").mkdir()
+    images, annotations = [], []
+    for n in range(count):
+        file_name = f"{n:012d}.jpg"
+        photos[n % len(photos)].rotate(n % 7, resample=Image.Resampling.BILINEAR).save(
+            root / "train2017" / file_name, quality=90)
+        images.append({"id": n, "file_name": file_name, "width": size[0], "height": size[1]})
+        annotations += [{"id": 5 * n + k, "image_id": n, "caption": f"photo number {n}, caption {k} of five."}
+                        for k in range(5)]
+    annotation_file = root / "annotations" / "captions_train2017.json"
+    annotation_file.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return DataConfig(train_img_dir=str(root / "train2017"), train_annotation_file=str(annotation_file))
+
+
+def one_core_rates(paths: list[Path], image_size: int, repeats: int) -> dict[str, float]:
+    """Images/s of each chain on one core, cycling over `paths`."""
+    torchvision_chain = image_transform(image_size, OPENAI_MEAN, OPENAI_STD)
+    ours = TrainImageTransform(image_size, OPENAI_MEAN, OPENAI_STD, "random")
+    rng = np.random.default_rng(0)
+    chains = {"torchvision": lambda path: torchvision_chain(Image.open(path)), "ours": lambda path: ours(path, rng)}
+    rates = {}
+    for name, chain in chains.items():
+        seconds = median_seconds(lambda: [chain(path) for path in paths], warmup=1, repeats=repeats)
+        rates[name] = len(paths) / seconds
+    return rates
+
+
+def loader_rate(config: DataConfig, image_size: int, workers: int, batch_size: int, epochs: int) -> float:
+    """Images/s of the training loader over whole epochs, after a first epoch that starts the workers."""
+    config.num_workers = workers
+    loader = build_train_loader(config, image_size=image_size, mean=OPENAI_MEAN, std=OPENAI_STD, context_length=77,
+                                batch_size=batch_size, rank=0, world_size=1, seed=0, pin_memory=False)
+    for _ in loader.epoch(0):
+        pass
+    seconds = median_seconds(lambda: [None for _ in loader.epoch(1)], warmup=0, repeats=epochs)
+    return len(loader) * batch_size / seconds
+
+
+def run(images: int, photo_size: tuple[int, int], workers: int, batch_size: int, repeats: int,
+        image_size: int = 224) -> list[Row]:
+    size_name = f"{photo_size[0]}x{photo_size[1]}"
+    with tempfile.TemporaryDirectory() as folder:
+        config = write_coco_folder(Path(folder), images, photo_size)
+        paths = sorted(Path(config.train_img_dir).glob("*.jpg"))[:32]
+        rates = one_core_rates(paths, image_size, repeats)
+        loader = loader_rate(config, image_size, workers, batch_size, repeats)
+    print(f"data: one core, {size_name} JPEG -> {image_size} px: torchvision {rates['torchvision']:.0f} images/s, "
+          f"ours {rates['ours']:.0f}; loader with {workers} workers {loader:.0f} images/s")
+    return [
+        Row("data", f"{size_name} JPEG -> {image_size} px tensor, per core", rates["ours"], rates["torchvision"],
+            "images/s", "torchvision default chain", "draft decode, crop + resize in one call"),
+        Row("data", f"training loader, {workers} workers, batch {batch_size}", loader, None, "images/s",
+            note="decode, crop, tokenize, batch"),
+    ]
+
+
+def main(argv=None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--photo-size", default="640x480", help="WIDTHxHEIGHT of the JPEGs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    add_machine_arguments(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(machine_report(args.peak_size))
+    rows = run(args.images, tuple(int(side) for side in args.photo_size.split("x")), args.workers, args.batch_size,
+               args.repeats)
+    print(markdown_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""One optimiser step of our trainer against open_clip's (CLIP + ClipLoss + AdamW, as its trainer runs them), same
+model config and batch, side by side; samples/s, model FLOP utilisation against the measured matmul peak of the
+precision used, and the peak memory (max RSS) of each. Every variant runs in a fresh process, so that memory peaks,
+thread pools and compiled code do not leak from one into the next.
+
+    python -m benchmarks.train_step [--model RN50] [--batch-size 32] [--steps 3] [--levers]
+"""
+import argparse
+import dataclasses
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from benchmarks.common import (Row, add_machine_arguments, machine_report, markdown_table, matmul_peak_gflops,
+                               median_seconds, training_flops_per_sample)
+from model import build_model, model_config_by_name
+from utils.precision import resolve_precision
+
+REFERENCE = "open_clip"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    side: str  # "ours" or REFERENCE
+    precision: str  # ours: auto/fp32/bf16; open_clip: fp32/amp_bf16 (its --precision names)
+    channels_last: bool | None = None  # ours only; None: what our trainer does by default
+    compile: bool = False
+
+    @property
+    def name(self) -> str:
+        levers = [] if self.channels_last is None else ["channels_last" if self.channels_last else "NCHW"]
+        levers += ["compiled"] if self.compile else []
+        return f"{self.side} {self.precision}" + (f" ({', '.join(levers)})" if levers else "")
+
+
+def example_batch(config, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
+    tokens = torch.randint(1, 49406, (batch_size, config.context_length), generator=generator)
+    tokens[:, 0] = 49406
+    tokens[torch.arange(batch_size), torch.randint(2, config.context_length, (batch_size,), generator=generator)] \
+        = 49407
+    return images, tokens
+
+
+def our_step(config, variant: Variant, images, tokens):
+    """A closure running one step of the trainer's own code path (set-up, forward + loss + backward, AdamW step,
+    logit-scale clamp)."""
+    from trainer.loss import ClipLoss
+    from trainer.optim import build_optimizer, optimizer_step
+    from trainer.config import OptimizerConfig
+    from trainer.speed import prepare_for_training
+    from trainer.trainer import accumulate_gradients
+
+    device = torch.device("cpu")
+    precision, _ = resolve_precision(variant.precision, device)
+    model = build_model(config).train()
+    model = prepare_for_training(model, device, channels_last=variant.channels_last)
+    optimizer = build_optimizer(model, OptimizerConfig())
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    step_model = torch.compile(model) if variant.compile else model
+    loss_fn, batch = ClipLoss(), {"images": images, "tokens": tokens, "skipped": torch.tensor(0)}
+
+    def step():
+        accumulate_gradients(step_model, [batch], loss_fn, scaler, device, precision)
+        optimizer_step(model, optimizer, scaler, grad_clip_norm=None)
+    return step, precision
+
+
+def open_clip_model(config, output_dict: bool = False):
+    """open_clip's CLIP with the architecture of one of our model configs (same parameter names and shapes)."""
+    import open_clip
+
+    return open_clip.CLIP(
+        embed_dim=config.embed_dim, quick_gelu=config.quick_gelu, output_dict=output_dict,
+        vision_cfg=dict(image_size=config.image_size, layers=config.vision_layers, width=config.vision_width,
+                        patch_size=config.vision_patch_size),
+        text_cfg=dict(context_length=config.context_length, vocab_size=config.vocab_size, width=config.text_width,
+                      heads=config.text_heads, layers=config.text_layers))
+
+
+def reference_step(config, variant: Variant, images, tokens):
+    """open_clip's trainer step: its CLIP and ClipLoss, AdamW with its weight-decay groups, its autocast,
+    zero_grad / forward / backward / step / clamp, as in open_clip_train.train.train_one_epoch."""
+    import open_clip
+    from open_clip_train.precision import get_autocast
+
+    model = open_clip_model(config, output_dict=True).train()
+    exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+    named = list(model.named_parameters())
+    optimizer = torch.optim.AdamW([
+        {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": 0.1}], lr=5e-4, betas=(0.9, 0.98),
+        eps=1e-8)
+    loss_fn = open_clip.ClipLoss()
+    autocast = get_autocast(variant.precision, device_type="cpu")
+
+    def step():
+        optimizer.zero_grad()
+        with autocast():
+            losses = loss_fn(**model(images, tokens), output_dict=True)
+            total_loss = sum(losses.values())
+        total_loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+    return step, "bf16" if variant.precision == "amp_bf16" else "fp32"
+
+
+def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: int) -> dict:
+    """Run in a fresh process: seconds per step (median of `steps` after a warm-up), precision, max RSS."""
+    config = model_config_by_name(model_name)
+    images, tokens = example_batch(config, batch_size)
+    started = time.perf_counter()
+    build = our_step if variant.side == "ours" else reference_step
+    step, precision = build(config, variant, images, tokens)
+    step()  # warm-up (and compilation, when compiled)
+    first_step = time.perf_counter() - started
+    seconds = median_seconds(step, warmup=0, repeats=steps)
+    return {"seconds": seconds, "first_step_s": first_step, "precision": precision,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int) -> dict:
+    request = json.dumps({"model": model_name, "batch_size": batch_size, "steps": steps,
+                          "variant": dataclasses.asdict(variant)})
+    done = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--child", request],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant.name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def variants(levers: bool, native_bf16: bool) -> list[Variant]:
+    chosen = [Variant(REFERENCE, "fp32"), Variant(REFERENCE, "amp_bf16"),
+              Variant("ours", "auto"), Variant("ours", "fp32"), Variant("ours", "bf16")]
+    if levers:
+        fast = "bf16" if native_bf16 else "fp32"
+        chosen += [Variant("ours", fast, channels_last=False), Variant("ours", fast, channels_last=True),
+                   Variant("ours", fast, compile=True)]
+    return chosen
+
+
+def run(model_name: str, batch_size: int, steps: int, levers: bool = False, in_process: bool = False,
+        peak_size: int = 2048, slow_batch_size: int = 4) -> list[Row]:
+    """Rows for every variant. Precisions that this CPU runs on an emulated path (bf16 without native support)
+    take minutes per step at full size: they run at `slow_batch_size`, one timed step. `in_process` measures every
+    variant in this process (quicker; the max RSS is then the running maximum)."""
+    config = model_config_by_name(model_name)
+    with torch.device("meta"):
+        flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
+    native_bf16 = resolve_precision("auto", "cpu")[0] == "bf16"
+    print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward)")
+    results = {}
+    for variant in variants(levers, native_bf16):
+        emulated = variant.precision in ("bf16", "amp_bf16") and not native_bf16
+        batch, repeats = (min(slow_batch_size, batch_size), 1) if emulated else (batch_size, steps)
+        measure = measure_variant if in_process else run_in_child
+        result = measure(model_name, batch, variant, repeats)
+        result["samples_per_s"] = batch / result["seconds"]
+        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak_gflops(result["precision"], peak_size) * 1e9)
+        result["note"] = f"batch {batch}, 1 step: no native bf16" if emulated and batch != batch_size else ""
+        results[variant] = result
+        print(f"  {variant.name:36s} {result['samples_per_s']:8.2f} samples/s  MFU {result['mfu']:6.1%} of "
+              f"{result['precision']} peak  first step {result['first_step_s']:6.1f} s  max RSS "
+              f"{result['max_rss_mb']:,.0f} MB {result['note']}", flush=True)
+    return comparison_rows(model_name, batch_size, results)
+
+
+def comparison_rows(model_name: str, batch_size: int, results: dict) -> list[Row]:
+    """Ours at `auto` against the reference at its faster precision; ours at an explicit precision (and each
+    lever) against the reference at that precision."""
+    references = {v.precision: r for v, r in results.items() if v.side == REFERENCE}
+    fastest = max(references, key=lambda name: references[name]["samples_per_s"])
+    label, rows = f"{model_name} b{batch_size}", []
+    for variant, result in results.items():
+        if variant.side != "ours":
+            continue
+        against = fastest if variant.precision == "auto" else {"fp32": "fp32", "bf16": "amp_bf16"}[
+            result["precision"]]
+        reference = references[against]
+        note = f"MFU {result['mfu']:.0%} of {result['precision']} peak (reference {reference['mfu']:.0%})"
+        note += f"; {result['note']}" if result["note"] else ""
+        note += f"; compile + first step {result['first_step_s']:.0f} s" if variant.compile else ""
+        rows.append(Row("train_step", f"{label}, {variant.name} -> {result['precision']}", result["samples_per_s"],
+                        reference["samples_per_s"], "samples/s", against, note))
+    rows.append(Row("memory", f"{label}, max RSS of a training step (auto)",
+                    results[Variant("ours", "auto")]["max_rss_mb"], references[fastest]["max_rss_mb"], "MB", fastest))
+    return rows
+
+
+def main(argv=None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="RN50", help="a model config name (model/model_config.yaml)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (median), after a warm-up")
+    parser.add_argument("--levers", action="store_true", help="also measure each speed lever on and off")
+    parser.add_argument("--in-process", action="store_true", help="no process per variant (quicker, shared RSS)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_machine_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.child:
+        request = json.loads(args.child)
+        print(json.dumps(measure_variant(request["model"], request["batch_size"], Variant(**request["variant"]),
+                                         request["steps"])))
+        return []
+    print(machine_report(args.peak_size))
+    rows = run(args.model, args.batch_size, args.steps, args.levers, args.in_process, args.peak_size)
+    print(markdown_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
