@@ -34,11 +34,13 @@ def clip_benchmark_loop(model, batches, amp: bool):
     """CLIP_benchmark's zero-shot classification: its classifier builder and its run_classification loop."""
     from clip_benchmark.metrics.zeroshot_classification import run_classification, zero_shot_classifier
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # its progress bars, not its speed
+    import open_clip
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # its progress bars, not its speed
     context_length = model.positional_embedding.shape[0]
-    classifier = zero_shot_classifier(model, lambda texts: tokenize(texts, context_length), CLASS_NAMES, [t.replace("{}", "{c}") for t in TEMPLATES],
-                                      "cpu", amp=amp)
+    templates = [template.replace("{}", "{c}") for template in TEMPLATES]
+    classifier = zero_shot_classifier(model, lambda texts: open_clip.tokenize(texts, context_length), CLASS_NAMES,
+                                      templates, "cpu", amp=amp)
     return lambda: run_classification(model, classifier, batches, "cpu", amp=amp)[0].argmax(dim=1)
 
 

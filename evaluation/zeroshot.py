@@ -8,7 +8,7 @@ from tqdm import tqdm
 from evaluation.metrics import ClassTally
 from evaluation.template_sets import fill_template
 from utils.precision import autocast
-from utils.tokenizer import tokenize
+from utils.tokenizer import tokenize, trim_padding
 
 
 @torch.inference_mode()
@@ -22,7 +22,7 @@ def zero_shot_head(model, class_names: list[str], templates: list[str], device: 
     class_sums = None
     for start in range(0, len(prompts), batch_size):
         with autocast(device, precision):
-            embeddings = model.encode_text(tokens[start:start + batch_size].to(device))
+            embeddings = model.encode_text(trim_padding(tokens[start:start + batch_size]).to(device))
         embeddings = F.normalize(embeddings.float(), dim=-1)
         if class_sums is None:
             class_sums = torch.zeros(len(class_names), embeddings.shape[1], device=device)

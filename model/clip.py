@@ -45,7 +45,9 @@ class CLIP(nn.Module):
         return self.visual(images)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(tokens) + self.positional_embedding
+        """Features of token rows [N, L], L up to the context length: padding columns after the longest text may
+        be left out (utils.tokenizer.trim_padding), as causal attention never lets a text see them."""
+        x = self.token_embedding(tokens) + self.positional_embedding[:tokens.shape[1]]
         x = self.ln_final(self.transformer(x, causal=True))
         # the end-of-text token has the largest id in the vocabulary: its position holds the caption's summary
         x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]

@@ -163,3 +163,10 @@ def tokenize(
 ) -> torch.Tensor:
     """Token ids of one text or a list of texts as a LongTensor [N, context_length]; see Tokenizer.tokenize."""
     return default_tokenizer().tokenize(texts, context_length, truncate)
+
+
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop the trailing columns that are padding in every row: [N, L] -> [N, longest text]. Under a causal text
+    transformer the features of a text do not depend on the padding after it, so this only saves work."""
+    used = tokens.ne(0).any(dim=0).nonzero()
+    return tokens[:, :int(used.max()) + 1] if len(used) else tokens[:, :1]
