@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -55,6 +56,23 @@ def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+SUBJECTS = ["A man", "A woman", "Two dogs", "A little girl", "A group of people", "A cat", "An old bus", "A giraffe",
+            "Several zebras", "A young boy", "A plate", "A red fire hydrant", "The kitchen", "A skateboarder"]
+VERBS = ["riding", "sitting on", "standing next to", "holding", "looking at", "eating", "walking down", "parked near",
+         "flying over", "lying on", "playing with", "covered in"]
+OBJECTS = ["a wave", "the beach", "a wooden bench", "a busy street", "a pizza", "a snowy hill", "a large clock tower",
+           "the grass", "a frisbee", "some broccoli", "an umbrella", "a tennis racket", "a laptop computer"]
+ENDINGS = [".", "", " in the rain.", " at night.", ", smiling.", " while others watch.", " on a sunny day."]
+
+
+def coco_like_captions(count: int, seed: int = 0) -> list[str]:
+    """Short captions in the style of COCO's (8 to 18 tokens)."""
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}{rng.choice(ENDINGS)}"
+            for _ in range(count)]
+
 
 
 _peaks: dict[tuple[str, int], float] = {}

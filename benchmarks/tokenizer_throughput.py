@@ -3,32 +3,18 @@
     python -m benchmarks.tokenizer_throughput [--captions 20000] [--repeats 3]
 """
 import argparse
-import random
 
 import torch
 
-from benchmarks.common import Row, add_machine_arguments, machine_report, markdown_table, median_seconds
+from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
+                               median_seconds)
 from utils.tokenizer import tokenize
-
-SUBJECTS = ["A man", "A woman", "Two dogs", "A little girl", "A group of people", "A cat", "An old bus", "A giraffe",
-            "Several zebras", "A young boy", "A plate", "A red fire hydrant", "The kitchen", "A skateboarder"]
-VERBS = ["riding", "sitting on", "standing next to", "holding", "looking at", "eating", "walking down", "parked near",
-         "flying over", "lying on", "playing with", "covered in"]
-OBJECTS = ["a wave", "the beach", "a wooden bench", "a busy street", "a pizza", "a snowy hill", "a large clock tower",
-           "the grass", "a frisbee", "some broccoli", "an umbrella", "a tennis racket", "a laptop computer"]
-ENDINGS = [".", "", " in the rain.", " at night.", ", smiling.", " while others watch.", " on a sunny day."]
-
-
-def captions(count: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}{rng.choice(ENDINGS)}"
-            for _ in range(count)]
 
 
 def run(count: int, repeats: int) -> list[Row]:
     import open_clip
 
-    texts = captions(count)
+    texts = coco_like_captions(count)
     # the first call of each fills its word cache, as the first epoch of a training run does
     their_ids, our_ids = open_clip.tokenize(texts), tokenize(texts)
     theirs = count / median_seconds(lambda: open_clip.tokenize(texts), warmup=0, repeats=repeats)

@@ -16,12 +16,14 @@ import time
 
 import torch
 
-from benchmarks.common import (Row, add_machine_arguments, machine_report, markdown_table, matmul_peak_gflops,
-                               median_seconds, training_flops_per_sample)
+from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
+                               matmul_peak_gflops, median_seconds, training_flops_per_sample)
 from model import build_model, model_config_by_name
+from utils.tokenizer import tokenize
 from utils.precision import resolve_precision
 
 REFERENCE = "open_clip"
+LONGEST_CAPTION = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +41,14 @@ class Variant:
 
 
 def example_batch(config, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and tokenized COCO-like captions, one of them LONGEST_CAPTION tokens long (in COCO, batches
+    of 32 rarely hold a caption longer than that)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
-    tokens = torch.randint(1, 49406, (batch_size, config.context_length), generator=generator)
-    tokens[:, 0] = 49406
-    tokens[torch.arange(batch_size), torch.randint(2, config.context_length, (batch_size,), generator=generator)] \
-        = 49407
+    tokens = tokenize(coco_like_captions(batch_size), config.context_length)
+    longest = min(LONGEST_CAPTION, config.context_length)
+    tokens[0] = 0  # truncation keeps the end-of-text token
+    tokens[0, :longest] = tokenize(" and ".join(coco_like_captions(8, seed=1)), longest)[0]
     return images, tokens
 
 
