@@ -13,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -134,7 +135,7 @@ def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int)
     request = json.dumps({"model": model_name, "batch_size": batch_size, "steps": steps,
                           "variant": dataclasses.asdict(variant)})
     done = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--child", request],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         raise RuntimeError(f"{variant.name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])

@@ -5,6 +5,10 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+# (convolution, batch norm right after it) by attribute name, in the stem, the blocks and their downsampling paths
+CONV_NORM_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("0", "1"))
 
 
 class Bottleneck(nn.Module):
@@ -109,3 +113,16 @@ class ModifiedResNet(nn.Module):
         x = self.avgpool(self.act3(self.bn3(self.conv3(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.attnpool(x)
+
+
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """For inference: fold every batch norm into the convolution before it (one pass over the activations less
+    per convolution). The result computes the same function in eval mode; it cannot train, nor load checkpoints."""
+    for child in module.children():
+        fold_batch_norms(child)
+    for conv_name, norm_name in CONV_NORM_PAIRS:
+        conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            setattr(module, conv_name, fuse_conv_bn_eval(conv.eval(), norm.eval()))
+            setattr(module, norm_name, nn.Identity())
+    return module
