@@ -79,7 +79,7 @@ def test_sweep_picks_the_lambda_a_hand_computation_expects():
     expected, expected_accuracy = best_of(coarse + refined)
     fitted, by_hand = sorted(sweep.history), sorted(coarse + refined)
     assert [value for value, _ in fitted] == pytest.approx([value for value, _ in by_hand])
-    assert [accuracy for _, accuracy in fitted] == [accuracy for _, accuracy in by_hand]
+    assert [score for _, score in fitted] == [score for _, score in by_hand]
     assert sweep.regularisation == pytest.approx(expected)
     assert sweep.validation_accuracy == expected_accuracy == 1.0
     # The fixture does what it claims: both ends of the grid are worse, and refinement moved the choice.
