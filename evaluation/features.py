@@ -28,7 +28,7 @@ class ImageFeatures:
         return ImageFeatures(self.features[indices], self.labels[indices], [])
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the features go on to train a probe, and inference tensors cannot
 def extract_image_features(model, batches: Iterable, device: torch.device | str, precision: str = "fp32",
                            progress: bool = True) -> ImageFeatures:
     """Encode every batch (anything with .images, .labels and .unreadable, e.g. dataloader.eval_datasets.Batch)."""
