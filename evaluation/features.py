@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
 from utils.precision import autocast
+from utils.tokenizer import tokenize
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,15 @@ def cached_image_features(cache_file: Path | None, compute: Callable[[], ImageFe
         save_checkpoint_atomic({"features": result.features, "labels": result.labels,
                                 "unreadable": result.unreadable}, cache_file)
     return result, False
+
+
+@torch.no_grad()
+def extract_text_features(model, texts: list[str], device: torch.device | str, precision: str = "fp32",
+                          batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+    """[len(texts), D] fp32 on the CPU, as encode_text returns them (not normalised)."""
+    features = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="text features", unit="batch", disable=not progress):
+        tokens = tokenize(texts[start:start + batch_size], context_length=model.config.context_length)
+        with autocast(device, precision):
+            features.append(model.encode_text(tokens.to(device)).float().cpu())
+    return torch.cat(features) if features else torch.empty(0, 0)
