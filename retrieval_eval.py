@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dataloader.caption_sets import read_coco_captions
+from dataloader.coco import read_coco_captions
 from dataloader.eval_datasets import ImageFiles, collate_readable
 from evaluation.features import cached_image_features, extract_image_features, extract_text_features, \
     feature_cache_file

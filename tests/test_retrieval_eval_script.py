@@ -99,10 +99,10 @@ def test_missing_and_unreadable_images_are_reported_and_left_out_with_their_capt
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
+    ("{not json", "not a valid JSON file"),
     (json.dumps({"images": []}), "no 'annotations' list"),
     (json.dumps({"images": [{"id": 1}], "annotations": []}), "images[0] has no 'file_name' key"),
-    (json.dumps({"images": [], "annotations": [{"image_id": 5, "caption": "x"}]}), "refers to image_id 5"),
+    (json.dumps({"images": [], "annotations": [{"id": 1, "image_id": 5, "caption": "x"}]}), "refers to image_id 5"),
 ])
 def test_bad_captions_file_is_one_error_line(tmp_path, monkeypatch, capsys, content, message):
     (tmp_path / "val").mkdir()
