@@ -94,10 +94,10 @@ class CifarLayout:
 
 CIFAR_LAYOUTS = {
     "cifar10": CifarLayout("CIFAR10", "cifar-10-batches-py", "test_batch",
-                           tuple(f"data_batch_{number}" for number in range(1, 6)), "batches.meta", "label_names", "labels",
-                           tv_datasets.CIFAR10),
-    "cifar100": CifarLayout("CIFAR100", "cifar-100-python", "test", ("train",), "meta", "fine_label_names", "fine_labels",
-                            tv_datasets.CIFAR100),
+                           tuple(f"data_batch_{number}" for number in range(1, 6)), "batches.meta", "label_names",
+                           "labels", tv_datasets.CIFAR10),
+    "cifar100": CifarLayout("CIFAR100", "cifar-100-python", "test", ("train",), "meta", "fine_label_names",
+                            "fine_labels", tv_datasets.CIFAR100),
 }
 
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 DEFAULT_KS = (1, 5, 10)
 
-SimilarityRows = Callable[[int, int], torch.Tensor]  # (start, stop) -> similarity of images start..stop-1 to all captions
+# (start, stop) -> [stop - start, num_captions]: the similarity of images start .. stop-1 to every caption
+SimilarityRows = Callable[[int, int], torch.Tensor]
 
 
 def retrieval_ranks(similarity_rows: SimilarityRows, caption_image: torch.Tensor, num_images: int,
