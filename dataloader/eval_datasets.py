@@ -85,6 +85,7 @@ class CifarLayout:
     display_name: str
     folder: str
     test_file: str
+    train_files: tuple[str, ...]
     meta_file: str
     names_key: str
     labels_key: str
@@ -92,40 +93,48 @@ class CifarLayout:
 
 
 CIFAR_LAYOUTS = {
-    "cifar10": CifarLayout("CIFAR10", "cifar-10-batches-py", "test_batch", "batches.meta", "label_names", "labels",
-                           tv_datasets.CIFAR10),
-    "cifar100": CifarLayout("CIFAR100", "cifar-100-python", "test", "meta", "fine_label_names", "fine_labels",
-                            tv_datasets.CIFAR100),
+    "cifar10": CifarLayout("CIFAR10", "cifar-10-batches-py", "test_batch",
+                           tuple(f"data_batch_{number}" for number in range(1, 6)), "batches.meta", "label_names",
+                           "labels", tv_datasets.CIFAR10),
+    "cifar100": CifarLayout("CIFAR100", "cifar-100-python", "test", ("train",), "meta", "fine_label_names",
+                            "fine_labels", tv_datasets.CIFAR100),
 }
 
 
-def read_cifar(data_dir: Path, dataset_name: str | None, transform: Transform, min_side: int | None) -> EvalSet:
+def read_cifar(data_dir: Path, dataset_name: str | None, transform: Transform, min_side: int | None,
+               split: str = "test") -> EvalSet:
     key = (dataset_name or "cifar10").lower()
     if key not in CIFAR_LAYOUTS:
         raise UserError(f"--dataset {dataset_name!r} is not a CIFAR set: expected one of {', '.join(CIFAR_LAYOUTS)}")
     layout = CIFAR_LAYOUTS[key]
     folder = data_dir if data_dir.name == layout.folder else data_dir / layout.folder
-    if not (folder / layout.test_file).is_file():
-        download_cifar(layout, data_dir)
-    batch = unpickle(folder / layout.test_file)
+    files = [folder / name for name in (layout.train_files if split == "train" else (layout.test_file,))]
+    missing = [path for path in files if not path.is_file()]
+    if missing:
+        download_cifar(layout, data_dir, split, missing[0])
     meta = unpickle(folder / layout.meta_file)
     class_names = [name.replace("_", " ") for name in require_key(meta, layout.names_key, folder / layout.meta_file)]
-    labels = [int(label) for label in require_key(batch, layout.labels_key, folder / layout.test_file)]
-    pixels = np.asarray(require_key(batch, "data", folder / layout.test_file), dtype=np.uint8)
-    if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32 or len(pixels) != len(labels):
-        raise UserError(f"{folder / layout.test_file}: expected 'data' of shape [N, 3072] and N labels, "
-                        f"found data {pixels.shape} and {len(labels)} labels")
-    if labels and not 0 <= min(labels) <= max(labels) < len(class_names):
-        raise UserError(f"{folder / layout.test_file}: labels must lie in 0..{len(class_names) - 1}")
-    images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # rows are channel-planar: R plane, G, B
+    labels, pixels = [], []
+    for path in files:
+        batch = unpickle(path)
+        batch_labels = [int(label) for label in require_key(batch, layout.labels_key, path)]
+        batch_pixels = np.asarray(require_key(batch, "data", path), dtype=np.uint8)
+        if batch_pixels.ndim != 2 or batch_pixels.shape[1] != 3 * 32 * 32 or len(batch_pixels) != len(batch_labels):
+            raise UserError(f"{path}: expected 'data' of shape [N, 3072] and N labels, "
+                            f"found data {batch_pixels.shape} and {len(batch_labels)} labels")
+        if batch_labels and not 0 <= min(batch_labels) <= max(batch_labels) < len(class_names):
+            raise UserError(f"{path}: labels must lie in 0..{len(class_names) - 1}")
+        labels += batch_labels
+        pixels.append(batch_pixels)
+    images = np.concatenate(pixels).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # rows are channel-planar
     return EvalSet(layout.display_name, class_names, ImageArrays(images, labels, transform), "cifar")
 
 
-def download_cifar(layout: CifarLayout, data_dir: Path) -> None:
+def download_cifar(layout: CifarLayout, data_dir: Path, split: str, missing: Path) -> None:
     try:
-        layout.torchvision_class(root=str(data_dir), train=False, download=True)
+        layout.torchvision_class(root=str(data_dir), train=split == "train", download=True)
     except Exception as error:  # offline, proxy, disk full...: whatever stops the download, say so in one line
-        raise UserError(f"{data_dir / layout.folder / layout.test_file} not found, and downloading "
+        raise UserError(f"{missing} not found, and downloading "
                         f"{layout.display_name} into {data_dir} failed ({type(error).__name__}: {error})") from None
 
 
@@ -209,14 +218,23 @@ READERS = {
     "folder": read_class_folders,
 }
 
+SPLITS = {"cifar": ("train", "test")}  # types whose folder holds several splits; the others are one split each
+
 
 def read_eval_set(dataset_type: str, data_dir: str | Path, transform: Transform, *, dataset_name: str | None = None,
-                  min_side: int | None = None, class_names_file: str | Path | None = None) -> EvalSet:
+                  min_side: int | None = None, class_names_file: str | Path | None = None,
+                  split: str | None = None) -> EvalSet:
     """Read an evaluation set. `min_side` lets JPEGs decode at reduced size (the model's input size);
-    `class_names_file` replaces the class names (one per line, in label order: sorted folder order for folders)."""
+    `class_names_file` replaces the class names (one per line, in label order: sorted folder order for folders);
+    `split` picks a split of the sets that keep several in one folder (SPLITS; default: their test split)."""
     if dataset_type not in READERS:
         raise UserError(f"dataset type {dataset_type!r} is not one of: {', '.join(READERS)}")
-    eval_set = READERS[dataset_type](Path(data_dir), dataset_name, transform, min_side)
+    if split is not None and split not in SPLITS.get(dataset_type, ()):
+        raise UserError(f"dataset type {dataset_type!r} has no split {split!r}: "
+                        + (f"expected one of {', '.join(SPLITS[dataset_type])}" if dataset_type in SPLITS
+                           else "its folder is one split; point the data folder at the split you want"))
+    split_choice = {} if split is None else {"split": split}
+    eval_set = READERS[dataset_type](Path(data_dir), dataset_name, transform, min_side, **split_choice)
     if class_names_file is None:
         return eval_set
     names = read_class_name_file(class_names_file)

@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from evaluation.k_shot import KShotResult  # noqa: E402
 from evaluation.metrics import ClassificationResult  # noqa: E402
 
 TOP1_COLOUR, TOP5_COLOUR, MEAN_COLOUR = "#2b6cb0", "#a3c4ea", "#c05621"
@@ -88,6 +89,35 @@ def draw_probability_bars(axes, top: list[tuple[str, float]]) -> None:
     axes.set_xlabel("probability (%)", fontsize=8)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
+
+
+def plot_k_shot_accuracy(results: list[KShotResult], zero_shot_top1: float | None, full_probe_top1: float | None,
+                         path: str | Path, title: str) -> Path:
+    """Mean top-1 accuracy against K (log scale) with a band of one standard deviation over seeds; the zero-shot
+    and the full-training-set probe accuracies as horizontal lines for comparison."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    ks = [result.k for result in results]
+    means = [result.mean for result in results]
+    stds = [result.std for result in results]
+    axes.fill_between(ks, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                      color=TOP5_COLOUR, alpha=0.6, linewidth=0, label="± 1 std over seeds")
+    axes.plot(ks, means, marker="o", color=TOP1_COLOUR, label=f"k-shot linear probe ({len(results[0].seeds)} seeds)")
+    if zero_shot_top1 is not None:
+        axes.axhline(zero_shot_top1, color=MEAN_COLOUR, linestyle="--", linewidth=1.2,
+                     label=f"zero-shot ({zero_shot_top1:.1f}%)")
+    if full_probe_top1 is not None:
+        axes.axhline(full_probe_top1, color="#4a5568", linestyle=":", linewidth=1.2,
+                     label=f"probe on the full training set ({full_probe_top1:.1f}%)")
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(ks, [str(k) for k in ks])
+    axes.set_xlabel("training images per class (K)")
+    axes.set_ylabel("top-1 accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8, frameon=False, loc="best")
+    axes.set_title(title, fontsize=9, loc="left")
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    return save(figure, path)
 
 
 def shorten(text: str, length: int) -> str:

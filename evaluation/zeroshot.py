@@ -48,12 +48,24 @@ def classify(model, batches: Iterable, head: torch.Tensor, device: torch.device 
              progress: bool = True) -> tuple[ClassTally, list]:
     """Score every batch (dataloader.eval_datasets.Batch) against the head; return the tally and the
     images that could not be read."""
-    tally, unreadable = ClassTally(head.shape[1]), []
+    tallies, unreadable = classify_with_heads(model, batches, [head], device, precision, channels_last, progress)
+    return tallies[0], unreadable
+
+
+def classify_with_heads(model, batches: Iterable, heads: list[torch.Tensor], device: torch.device | str,
+                        precision: str = "fp32", channels_last: bool = False,
+                        progress: bool = True) -> tuple[list[ClassTally], list]:
+    """Like classify, with one tally per head (e.g. one head per prompt template set): each image is encoded
+    once and scored against every head."""
+    tallies, unreadable = [ClassTally(head.shape[1]) for head in heads], []
+    combined = torch.cat(heads, dim=1)
     for batch in tqdm(batches, desc="zero-shot", unit="batch", disable=not progress):
         unreadable += batch.unreadable
         if len(batch.labels):
-            tally.add(image_logits(model, batch.images, head, device, precision, channels_last), batch.labels)
-    return tally, unreadable
+            logits = image_logits(model, batch.images, combined, device, precision, channels_last)
+            for tally, head_logits in zip(tallies, logits.split([head.shape[1] for head in heads], dim=1)):
+                tally.add(head_logits, batch.labels)
+    return tallies, unreadable
 
 
 @torch.inference_mode()

@@ -26,23 +26,31 @@ def write_image(path: Path, rgb: tuple[int, int, int], size=(24, 20)) -> Path:
     return path
 
 
-def write_cifar(root: Path, variant: str, images: np.ndarray, labels: list[int], names: list[str]) -> Path:
+def write_cifar(root: Path, variant: str, images: np.ndarray, labels: list[int], names: list[str],
+                split: str = "test") -> Path:
     """CIFAR's python version as torchvision downloads it: pickled dicts, `data` uint8 [N, 3072] holding the
-    R, G and B planes of each 32 x 32 image one after the other."""
+    R, G and B planes of each 32 x 32 image one after the other. CIFAR-10's training split spreads over five
+    batch files, CIFAR-100's is one file."""
     assert images.shape[1:] == (32, 32, 3)
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     filenames = [f"image_{i}.png" for i in range(len(images))]
     if variant == "cifar10":
         folder = root / "cifar-10-batches-py"
-        test = {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data, "filenames": filenames}
         meta = {"num_cases_per_batch": len(images), "label_names": names, "num_vis": 3072}
-        files = {"test_batch": test, "batches.meta": meta}
+        files = {"batches.meta": meta}
+        if split == "test":
+            files["test_batch"] = {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data,
+                                   "filenames": filenames}
+        for number, part in enumerate(np.array_split(np.arange(len(images)), 5) if split == "train" else [], 1):
+            files[f"data_batch_{number}"] = {"batch_label": f"training batch {number} of 5", "data": data[part],
+                                             "labels": [labels[i] for i in part],
+                                             "filenames": [filenames[i] for i in part]}
     else:
         folder = root / "cifar-100-python"
-        test = {"filenames": filenames, "batch_label": "testing batch 1 of 1", "fine_labels": labels,
-                "coarse_labels": [0] * len(labels), "data": data}
+        content = {"filenames": filenames, "batch_label": f"{split}ing batch 1 of 1", "fine_labels": labels,
+                   "coarse_labels": [0] * len(labels), "data": data}
         meta = {"fine_label_names": names, "coarse_label_names": ["aquatic_mammals"]}
-        files = {"test": test, "meta": meta}
+        files = {split: content, "meta": meta}
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         with open(folder / name, "wb") as file:
