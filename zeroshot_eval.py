@@ -22,6 +22,7 @@ from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import classify_with_heads, zero_shot_head
 from model import load_model
+from model.inference import prepare_for_inference
 from utils.cli import run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
@@ -46,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--channels_last", action="store_true", help="channels-last image tensors (faster convs)")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels-last image tensors for a ResNet tower (faster convolutions on CPUs)")
     parser.add_argument("--output_dir", default="zero_shot_eval_output")
     return parser.parse_args(argv)
 
@@ -55,9 +57,7 @@ def evaluate(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     precision, precision_reason = resolve_precision(args.precision, device)
     model, preprocess = load_model(args.checkpoint_path, device=device)
-    model.eval()
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = prepare_for_inference(model, args.channels_last)
     eval_set = read_eval_set(args.dataset_type, args.data_dir, preprocess, dataset_name=args.dataset,
                              min_side=model.config.image_size, class_names_file=args.classnames)
     template_sets = [load_templates(spec) for spec in args.templates or [eval_set.default_templates]]

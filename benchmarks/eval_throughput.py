@@ -5,6 +5,7 @@ model, weights and image batches; the predicted classes must agree.
     python -m benchmarks.eval_throughput [--model RN50] [--batch-size 64] [--batches 2] [--repeats 3]
 """
 import argparse
+import copy
 import importlib.util
 import os
 
@@ -16,6 +17,7 @@ from benchmarks.train_step import open_clip_model
 from dataloader.eval_datasets import Batch
 from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, model_config_by_name
+from model.inference import prepare_for_inference
 from utils.precision import resolve_precision
 from utils.tokenizer import tokenize
 
@@ -24,7 +26,9 @@ TEMPLATES = ["a photo of a {}."]
 
 
 def our_loop(model, batches, device, precision: str, channels_last: bool):
-    """evaluation.zeroshot: its head and its classify loop; returns a run() giving the class tally."""
+    """zeroshot_eval.py's path: the model prepared for inference, the head, the classify loop; returns a run()
+    giving the class tally."""
+    model = prepare_for_inference(copy.deepcopy(model), channels_last)
     head = zero_shot_head(model, CLASS_NAMES, TEMPLATES, device, precision)
     batches = [Batch(images, labels, []) for images, labels in batches]
     return lambda: classify(model, batches, head, device, precision, channels_last, progress=False)[0]

@@ -5,7 +5,7 @@ import json
 import zeroshot_eval
 from evaluation.template_sets import fill_template
 from utils.tokenizer import tokenize
-from zeroshot_fixtures import ColourClassModel, colour, plain_transform, write_image
+from zeroshot_fixtures import ColourClassModel, colour, plain_transform, without_padding, write_image
 
 NAMES = ["apple", "boat", "cloud", "daisy"]
 GOOD, MISLEADING = "a photo of a {}.", "a drawing of a {}."
@@ -15,7 +15,7 @@ def prompt_sensitive_model():
     """Prompts from the misleading template name the next class, so a head built from it is always wrong."""
     model = ColourClassModel(NAMES, [GOOD, MISLEADING, "itap of a {}."])
     for index, name in enumerate(NAMES):
-        model.class_of_prompt[tuple(tokenize(fill_template(MISLEADING, name))[0].tolist())] = (index + 1) % len(NAMES)
+        model.class_of_prompt[without_padding(tokenize(fill_template(MISLEADING, name))[0])] = (index + 1) % len(NAMES)
     return model
 
 

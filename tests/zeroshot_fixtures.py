@@ -58,6 +58,11 @@ def write_cifar(root: Path, variant: str, images: np.ndarray, labels: list[int],
     return folder
 
 
+def without_padding(tokens: torch.Tensor) -> tuple:
+    """A prompt's ids, whatever padding follows them (the caller may trim padding columns)."""
+    return tuple(token for token in tokens.tolist() if token)
+
+
 class ColourClassModel(torch.nn.Module):
     """Embeds an image as the one-hot vector of the palette colour nearest its mean colour, and a prompt as the
     one-hot vector of the class whose name fills it. So image i of colour(c) should be classified as class c."""
@@ -71,7 +76,7 @@ class ColourClassModel(torch.nn.Module):
         for index, name in enumerate(class_names):
             tokens = tokenize([fill_template(template, name) for template in templates], context_length)
             for row in tokens:
-                self.class_of_prompt[tuple(row.tolist())] = index
+                self.class_of_prompt[without_padding(row)] = index
         self.images_seen = 0
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -81,7 +86,7 @@ class ColourClassModel(torch.nn.Module):
         return torch.nn.functional.one_hot(nearest, len(self.palette)).float()
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        classes = torch.tensor([self.class_of_prompt[tuple(row.tolist())] for row in tokens.cpu()])
+        classes = torch.tensor([self.class_of_prompt[without_padding(row)] for row in tokens.cpu()])
         return torch.nn.functional.one_hot(classes, len(self.palette)).float() * 3.0  # length must not matter
 
 
