@@ -9,6 +9,7 @@ from dataloader.eval_datasets import Batch, UnreadableImage
 from evaluation.metrics import ClassTally, summarise, true_class_rank
 from evaluation.zeroshot import classify, zero_shot_head
 from utils.tokenizer import tokenize
+from zeroshot_fixtures import without_padding
 
 # Seven classes; class 6 has no images. Each row: the scores of one image, its label, then by hand: is the label
 # the top-1, and is it in the top 5 (ties count against the image: fewer than k other classes may score >= it).
@@ -86,13 +87,13 @@ class PromptLookupModel(torch.nn.Module):
     def __init__(self, embedding_of_prompt: dict[str, list[float]]):
         super().__init__()
         self.config = SimpleNamespace(context_length=77)
-        self.embedding_of_tokens = {tuple(tokenize(prompt)[0].tolist()): torch.tensor(vector)
+        self.embedding_of_tokens = {without_padding(tokenize(prompt)[0]): torch.tensor(vector)
                                     for prompt, vector in embedding_of_prompt.items()}
         self.batch_sizes = []
 
     def encode_text(self, tokens):
         self.batch_sizes.append(len(tokens))
-        return torch.stack([self.embedding_of_tokens[tuple(row.tolist())] for row in tokens])
+        return torch.stack([self.embedding_of_tokens[without_padding(row)] for row in tokens])
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 256])
