@@ -79,11 +79,18 @@ _peaks: dict[tuple[str, int], float] = {}
 
 
 def matmul_peak_gflops(precision: str, size: int = 2048, repeats: int = 3) -> float:
-    """Measured dense matmul rate (GFLOP/s) of a size x size product on this machine, cached per process."""
+    """Measured dense matmul rate (GFLOP/s) of square products of side `size` on this machine, cached per process.
+    Where one product takes over a second (bf16 without native support), the side is halved until it does not."""
     if (precision, size) not in _peaks:
-        a, b = (torch.randn(size, size, dtype=DTYPES[precision]) for _ in range(2))
-        seconds = median_seconds(lambda: a @ b, warmup=1, repeats=repeats)
-        _peaks[precision, size] = 2 * size ** 3 / seconds / 1e9
+        side = size
+        while True:
+            a, b = (torch.randn(side, side, dtype=DTYPES[precision]) for _ in range(2))
+            first = median_seconds(lambda: a @ b, warmup=0, repeats=1)
+            if first < 1.0 or side <= 256:
+                break
+            side //= 2
+        seconds = median_seconds(lambda: a @ b, warmup=0, repeats=repeats)
+        _peaks[precision, size] = 2 * side ** 3 / seconds / 1e9
     return _peaks[precision, size]
 
 

@@ -13,7 +13,8 @@ from benchmarks.common import machine_report, markdown_table
 
 FULL = {
     "train_step": ["--model", "RN50", "--batch-size", "32", "--steps", "3", "--levers"],
-    "train_step quickstart": ["--model", "quickstart", "--batch-size", "128", "--steps", "5", "--levers"],
+    "train_step quickstart": ["--model", "quickstart", "--batch-size", "128", "--steps", "5", "--levers",
+                              "--compile"],
     "eval": ["--model", "RN50", "--batch-size", "64", "--batches", "2", "--repeats", "3"],
     "data": ["--images", "128", "--repeats", "3"],
     "tokenizer": ["--captions", "20000", "--repeats", "3"],
@@ -21,7 +22,7 @@ FULL = {
 QUICK = {
     "train_step": ["--model", "tiny", "--batch-size", "2", "--steps", "1", "--in-process"],
     "eval": ["--model", "tiny", "--batch-size", "4", "--batches", "1", "--repeats", "1"],
-    "data": ["--images", "8", "--workers", "1", "--batch-size", "4", "--repeats", "1"],
+    "data": ["--images", "8", "--workers", "1", "--batch-size", "4", "--repeats", "1", "--quickstart-steps", "2"],
     "tokenizer": ["--captions", "200", "--repeats", "1"],
 }
 MAINS = {"train_step": train_step.main, "eval": eval_throughput.main, "data": data_throughput.main,

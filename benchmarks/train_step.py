@@ -3,7 +3,7 @@ model config and batch, side by side; samples/s, model FLOP utilisation against 
 precision used, and the peak memory (max RSS) of each. Every variant runs in a fresh process, so that memory peaks,
 thread pools and compiled code do not leak from one into the next.
 
-    python -m benchmarks.train_step [--model RN50] [--batch-size 32] [--steps 3] [--levers]
+    python -m benchmarks.train_step [--model RN50] [--batch-size 32] [--steps 3] [--levers] [--compile]
 """
 import argparse
 import dataclasses
@@ -29,25 +29,30 @@ LONGEST_CAPTION = 32
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
+    """One way to run the step. The lever fields apply to our side; their defaults are what our trainer does."""
     side: str  # "ours" or REFERENCE
     precision: str  # ours: auto/fp32/bf16; open_clip: fp32/amp_bf16 (its --precision names)
-    channels_last: bool | None = None  # ours only; None: what our trainer does by default
+    channels_last: bool = False
     compile: bool = False
+    fused_adamw: bool = True
+    full_context: bool = False  # one caption fills the whole context: nothing left for trim_padding to skip
 
     @property
     def name(self) -> str:
-        levers = [] if self.channels_last is None else ["channels_last" if self.channels_last else "NCHW"]
-        levers += ["compiled"] if self.compile else []
+        levers = [label for on, label in ((self.channels_last, "channels_last"), (self.compile, "compiled"),
+                                          (not self.fused_adamw, "for-loop AdamW"),
+                                          (self.full_context, "77-token caption")) if on]
         return f"{self.side} {self.precision}" + (f" ({', '.join(levers)})" if levers else "")
 
 
-def example_batch(config, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random images and tokenized COCO-like captions, one of them LONGEST_CAPTION tokens long (in COCO, batches
-    of 32 rarely hold a caption longer than that)."""
+def example_batch(config, batch_size: int, longest_caption: int = LONGEST_CAPTION) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
+    """Random images and tokenized COCO-like captions, one of them `longest_caption` tokens long (in COCO,
+    batches of 32 rarely hold a caption longer than 32 tokens)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
     tokens = tokenize(coco_like_captions(batch_size), config.context_length)
-    longest = min(LONGEST_CAPTION, config.context_length)
+    longest = min(longest_caption, config.context_length)
     tokens[0] = 0  # truncation keeps the end-of-text token
     tokens[0, :longest] = tokenize(" and ".join(coco_like_captions(8, seed=1)), longest)[0]
     return images, tokens
@@ -59,14 +64,17 @@ def our_step(config, variant: Variant, images, tokens):
     from trainer.loss import ClipLoss
     from trainer.optim import build_optimizer, optimizer_step
     from trainer.config import OptimizerConfig
-    from trainer.speed import prepare_for_training
     from trainer.trainer import accumulate_gradients
 
     device = torch.device("cpu")
     precision, _ = resolve_precision(variant.precision, device)
-    model = build_model(config).train()
-    model = prepare_for_training(model, device, channels_last=variant.channels_last)
+    model = build_model(config).to(device).train()
+    if variant.channels_last:  # a lever under test; the trainer keeps PyTorch's default layout
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, OptimizerConfig())
+    if not variant.fused_adamw:  # a lever under test: PyTorch's default, one parameter at a time
+        for group in optimizer.param_groups:
+            group.update(fused=False, foreach=False)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     step_model = torch.compile(model) if variant.compile else model
     loss_fn, batch = ClipLoss(), {"images": images, "tokens": tokens, "skipped": torch.tensor(0)}
@@ -117,22 +125,24 @@ def reference_step(config, variant: Variant, images, tokens):
     return step, "bf16" if variant.precision == "amp_bf16" else "fp32"
 
 
-def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: int) -> dict:
-    """Run in a fresh process: seconds per step (median of `steps` after a warm-up), precision, max RSS."""
+def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True) -> dict:
+    """Seconds per step (median of `steps`, after a warm-up step unless told not to), precision, max RSS."""
     config = model_config_by_name(model_name)
-    images, tokens = example_batch(config, batch_size)
+    images, tokens = example_batch(config, batch_size, 77 if variant.full_context else LONGEST_CAPTION)
     started = time.perf_counter()
     build = our_step if variant.side == "ours" else reference_step
     step, precision = build(config, variant, images, tokens)
-    step()  # warm-up (and compilation, when compiled)
+    if warmup:
+        step()  # and compilation, when compiled
     first_step = time.perf_counter() - started
     seconds = median_seconds(step, warmup=0, repeats=steps)
     return {"seconds": seconds, "first_step_s": first_step, "precision": precision,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int) -> dict:
-    request = json.dumps({"model": model_name, "batch_size": batch_size, "steps": steps,
+def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True) -> dict:
+    """measure_variant in a fresh process."""
+    request = json.dumps({"model": model_name, "batch_size": batch_size, "steps": steps, "warmup": warmup,
                           "variant": dataclasses.asdict(variant)})
     done = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--child", request],
                           capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
@@ -141,36 +151,43 @@ def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int)
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def variants(levers: bool, native_bf16: bool) -> list[Variant]:
-    chosen = [Variant(REFERENCE, "fp32"), Variant(REFERENCE, "amp_bf16"),
-              Variant("ours", "auto"), Variant("ours", "fp32"), Variant("ours", "bf16")]
+def variants(levers: bool, compile_lever: bool, native_bf16: bool) -> list[Variant]:
+    chosen = [Variant(REFERENCE, "fp32"), Variant(REFERENCE, "amp_bf16"), Variant("ours", "fp32"),
+              Variant("ours", "bf16")]
     if levers:
         fast = "bf16" if native_bf16 else "fp32"
-        chosen += [Variant("ours", fast, channels_last=False), Variant("ours", fast, channels_last=True),
-                   Variant("ours", fast, compile=True)]
+        chosen += [Variant("ours", fast, channels_last=True), Variant("ours", fast, fused_adamw=False),
+                   Variant("ours", fast, full_context=True)]
+    if compile_lever:
+        chosen.append(Variant("ours", "bf16" if native_bf16 else "fp32", compile=True))
     return chosen
 
 
-def run(model_name: str, batch_size: int, steps: int, levers: bool = False, in_process: bool = False,
-        peak_size: int = 2048, slow_batch_size: int = 4) -> list[Row]:
+def run(model_name: str, batch_size: int, steps: int, levers: bool = False, compile_lever: bool = False,
+        in_process: bool = False, peak_size: int = 2048, slow_batch_size: int = 2) -> list[Row]:
     """Rows for every variant. Precisions that this CPU runs on an emulated path (bf16 without native support)
-    take minutes per step at full size: they run at `slow_batch_size`, one timed step. `in_process` measures every
-    variant in this process (quicker; the max RSS is then the running maximum)."""
+    take minutes per step at full size: they run at `slow_batch_size`, one step without warm-up. `auto` is
+    measured once, as the precision it resolves to. `in_process` measures every variant in this process (quicker;
+    the max RSS is then the running maximum)."""
     config = model_config_by_name(model_name)
     with torch.device("meta"):
         flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
-    native_bf16 = resolve_precision("auto", "cpu")[0] == "bf16"
-    print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward)")
+    auto, reason = resolve_precision("auto", "cpu")
+    native_bf16 = auto == "bf16"
+    print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward, "
+          f"full context); auto = {auto} ({reason})")
     results = {}
-    for variant in variants(levers, native_bf16):
+    for variant in variants(levers, compile_lever, native_bf16):
         emulated = variant.precision in ("bf16", "amp_bf16") and not native_bf16
         batch, repeats = (min(slow_batch_size, batch_size), 1) if emulated else (batch_size, steps)
         measure = measure_variant if in_process else run_in_child
-        result = measure(model_name, batch, variant, repeats)
+        result = measure(model_name, batch, variant, repeats, warmup=not emulated)
         result["samples_per_s"] = batch / result["seconds"]
         result["mfu"] = flops * result["samples_per_s"] / (matmul_peak_gflops(result["precision"], peak_size) * 1e9)
-        result["note"] = f"batch {batch}, 1 step: no native bf16" if emulated and batch != batch_size else ""
+        result["note"] = f"batch {batch}, 1 step, no warm-up: no native bf16" if emulated else ""
         results[variant] = result
+        if variant == Variant("ours", auto):
+            results[Variant("ours", "auto")] = result
         print(f"  {variant.name:36s} {result['samples_per_s']:8.2f} samples/s  MFU {result['mfu']:6.1%} of "
               f"{result['precision']} peak  first step {result['first_step_s']:6.1f} s  max RSS "
               f"{result['max_rss_mb']:,.0f} MB {result['note']}", flush=True)
@@ -205,6 +222,7 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (median), after a warm-up")
     parser.add_argument("--levers", action="store_true", help="also measure each speed lever on and off")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (and its compile time)")
     parser.add_argument("--in-process", action="store_true", help="no process per variant (quicker, shared RSS)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     add_machine_arguments(parser)
@@ -212,10 +230,10 @@ def main(argv=None) -> list[Row]:
     if args.child:
         request = json.loads(args.child)
         print(json.dumps(measure_variant(request["model"], request["batch_size"], Variant(**request["variant"]),
-                                         request["steps"])))
+                                         request["steps"], request["warmup"])))
         return []
     print(machine_report(args.peak_size))
-    rows = run(args.model, args.batch_size, args.steps, args.levers, args.in_process, args.peak_size)
+    rows = run(args.model, args.batch_size, args.steps, args.levers, args.compile, args.in_process, args.peak_size)
     print(markdown_table(rows))
     return rows
 
