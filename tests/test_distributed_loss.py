@@ -1,0 +1,82 @@
+"""The contrastive loss over the global batch: two gloo ranks on half batches equal one process on the whole."""
+import socket
+
+import open_clip
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from model import build_model, model_config_by_name
+from trainer.distributed import all_reduce_mean
+from trainer.loss import ClipLoss
+
+GLOBAL_BATCH = 8
+
+
+def global_batch():
+    generator = torch.Generator().manual_seed(0)
+    config = model_config_by_name("tiny-vit")
+    images = torch.randn(GLOBAL_BATCH, 3, config.image_size, config.image_size, generator=generator)
+    tokens = torch.randint(1, 49407, (GLOBAL_BATCH, config.context_length), generator=generator)
+    tokens[torch.arange(GLOBAL_BATCH), torch.randint(2, config.context_length, (GLOBAL_BATCH,), generator=generator)] = 49407
+    return images, tokens
+
+
+def fresh_model():
+    # tiny-vit has no BatchNorm, whose per-device batch statistics would differ by design between the two runs
+    torch.manual_seed(0)
+    return build_model(model_config_by_name("tiny-vit"))
+
+
+def loss_and_gradients(model, images, tokens, local_loss):
+    loss = ClipLoss(local_loss)(*model(images, tokens))
+    loss.backward()
+    module = getattr(model, "module", model)
+    return loss, {name: param.grad for name, param in module.named_parameters()}
+
+
+def run_rank(rank, world_size, port, local_loss, out_path):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        images, tokens = global_batch()
+        rows = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
+        model = DistributedDataParallel(fresh_model())
+        loss, gradients = loss_and_gradients(model, images[rows], tokens[rows], local_loss)
+        if rank == 0:
+            torch.save({"loss": all_reduce_mean(loss), "gradients": gradients}, out_path)
+        else:
+            all_reduce_mean(loss)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("local_loss", [False, True])
+def test_two_rank_loss_and_gradients_equal_one_rank(tmp_path, local_loss):
+    mp.spawn(run_rank, args=(2, free_port(), local_loss, tmp_path / "rank0.pt"), nprocs=2, join=True)
+    two_ranks = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    single_loss, single_gradients = loss_and_gradients(fresh_model(), *global_batch(), local_loss)
+    torch.testing.assert_close(two_ranks["loss"], single_loss.detach(), rtol=1e-5, atol=0)
+    assert single_gradients.keys() == two_ranks["gradients"].keys()
+    for name, gradient in single_gradients.items():
+        # fp32 sums in another order: elements that nearly cancel get the tensor's scale as their yardstick
+        scale = gradient.abs().max().item()
+        torch.testing.assert_close(two_ranks["gradients"][name], gradient, rtol=1e-5, atol=1e-5 * scale,
+                                   msg=lambda detail: f"{name}: {detail}")
+
+
+def test_single_process_loss_matches_open_clip():
+    generator = torch.Generator().manual_seed(3)
+    image_features = torch.nn.functional.normalize(torch.randn(6, 16, generator=generator), dim=-1)
+    text_features = torch.nn.functional.normalize(torch.randn(6, 16, generator=generator), dim=-1)
+    scale = torch.tensor(1 / 0.07)
+    reference = open_clip.ClipLoss()(image_features, text_features, scale)
+    torch.testing.assert_close(ClipLoss()(image_features, text_features, scale), reference)
+    torch.testing.assert_close(ClipLoss(local_loss=True)(image_features, text_features, scale), reference)

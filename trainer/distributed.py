@@ -1,0 +1,96 @@
+"""Everything that touches torch.distributed: one process per device under torchrun (NCCL on CUDA, gloo on CPU),
+or a plain single process without it. The rest of the code asks this module, never torch.distributed."""
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> DistributedContext:
+    """Read torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE); multi-node needs nothing more than torchrun's
+    own --nnodes/--rdzv flags."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=chosen if use_cuda else None)
+    return DistributedContext(rank, local_rank, world_size, chosen)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor)
+    return tensor / dist.get_world_size()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor)
+    return tensor
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0. Backward sums every rank's gradient for this rank's slice: each rank's loss reads
+    all ranks' features, and DDP then averages parameter gradients, so the result is the gradient of the mean of
+    the ranks' losses: exact, not scaled by the world size."""
+
+    @staticmethod
+    def forward(ctx, features):
+        gathered = [torch.empty_like(features) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, features.contiguous())
+        ctx.rows = features.shape[0]
+        return torch.cat(gathered)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
+def gather_with_grad(features: torch.Tensor) -> torch.Tensor:
+    """Features of the global batch, rank-major; gradients flow back to the rank that computed each row."""
+    if not is_distributed():
+        return features
+    return _GatherWithGrad.apply(features)
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
