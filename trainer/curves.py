@@ -1,23 +1,34 @@
-"""The training curves of a run as one PNG: loss, learning rate and logit scale against the step."""
+"""The training curves of a run as one PNG: loss, learning rate, logit scale and throughput against the step."""
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
 
+from trainer.optim import MAX_LOGIT_SCALE  # noqa: E402
 
-def plot_training_curves(records: list[dict], path) -> None:
+PANELS = (("loss", "contrastive loss"), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"),
+          ("samples_per_s", "throughput (samples/s)"))
+
+
+def plot_training_curves(records: list[dict], path, title: str = "") -> None:
     if not records:
         return
     steps = [record["step"] for record in records]
-    panels = [("loss", "contrastive loss"), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)")]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True)
-    for axis, (key, title) in zip(axes, panels):
-        axis.plot(steps, [record[key] for record in records], color="tab:blue", linewidth=1.5)
-        axis.set_title(title)
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.3), constrained_layout=True)
+    for axis, (key, label) in zip(axes, PANELS):
+        values = [record[key] for record in records]
+        axis.plot(steps, values, color="tab:blue", linewidth=1.5, marker="." if len(steps) < 30 else None)
+        axis.set_title(label)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    axes[2].axhline(100, color="tab:red", linestyle="--", linewidth=1, label="cap (100)")
-    axes[2].legend(loc="lower right")
+        if key == "lr":
+            axis.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        if key == "logit_scale" and max(values) > 0.5 * 2.718281828 ** MAX_LOGIT_SCALE:
+            axis.axhline(2.718281828 ** MAX_LOGIT_SCALE, color="tab:red", linestyle="--", linewidth=1, label="cap")
+            axis.legend(loc="lower right")
+        if key == "samples_per_s":
+            axis.set_ylim(bottom=0)
+    if title:
+        figure.suptitle(title)
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -107,7 +107,7 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
     log.write_summary(summary)
     log.close()
     if ctx.is_main:
-        plot_training_curves(read_log(run_dir), run_dir / "training_curves.png")
+        plot_training_curves(read_log(run_dir), run_dir / "training_curves.png", title=str(run_dir))
         say(f"done: {state.step} steps, final loss {summary['final_loss']}, {summary['skipped_images']} images "
             f"skipped; checkpoint {last_checkpoint}, curves {run_dir / 'training_curves.png'}")
     return 0
