@@ -4,9 +4,10 @@ from pathlib import Path
 import torch
 
 from model.clip import CLIP
-from model.config import ModelConfig, model_config_by_name
+from model.config import ModelConfig, model_config_by_name, named_configs
 from model.preprocess import image_transform
 from model.weights import infer_config, load_weights_strict, read_weights
+from utils.errors import UserError
 
 
 def build_model(config: ModelConfig) -> CLIP:
@@ -19,6 +20,9 @@ def load_model(path_or_config_name, device="cpu", quick_gelu: bool | None = None
     in shapes, so it follows the format (QuickGELU for OpenAI's TorchScript releases, GELU for open_clip-style
     state dicts) unless `quick_gelu` says otherwise."""
     if not Path(path_or_config_name).is_file():
+        if str(path_or_config_name) not in named_configs():
+            raise UserError(f"checkpoint not found: {path_or_config_name} (nor is it a model config name: "
+                            f"{', '.join(named_configs())})")
         model = build_model(model_config_by_name(str(path_or_config_name)))
     else:
         state_dict, config, file_format = read_weights(path_or_config_name)

@@ -86,7 +86,7 @@ def test_a_state_dict_of_something_else_is_not_clip(tmp_path):
 
 
 def test_unknown_name_is_neither_file_nor_config():
-    with pytest.raises(UserError, match="unknown model 'runs/missing.pt'.*known: RN50"):
+    with pytest.raises(UserError, match=r"^checkpoint not found: runs/missing.pt \(nor is it a model config name: RN50, "):
         load_model("runs/missing.pt")
 
 

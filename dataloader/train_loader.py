@@ -1,0 +1,163 @@
+"""The training loader: COCO (image, caption) samples, decoded and tokenized in worker processes, in batches that
+depend on (seed, epoch, batch index) alone."""
+import logging
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from dataloader.coco import CaptionedImages, read_coco_captions
+from dataloader.config import DataConfig
+from dataloader.packed_strings import PackedStrings
+from dataloader.sampler import ShardedOrder, sample_rng
+from dataloader.transforms import TrainImageTransform
+from utils.errors import UserError
+from utils.tokenizer import tokenize
+
+log = logging.getLogger(__name__)
+UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+NAMES_SHOWN = 5
+
+
+class CaptionedImageDataset(Dataset):
+    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair).
+    Items are keyed by (epoch, sample index), so workers need no epoch state. An unreadable image is replaced by
+    the next sample that reads, and reported with the item."""
+
+    def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
+                 seed: int, all_captions: bool, strict: bool):
+        self.transform, self.context_length, self.seed, self.strict = transform, context_length, seed, strict
+        self.image_paths = PackedStrings(data.image_paths)
+        self.captions = PackedStrings(caption for captions in data.captions for caption in captions)
+        self.caption_count = np.array([len(captions) for captions in data.captions], dtype=np.int64)
+        self.first_caption = np.cumsum(self.caption_count) - self.caption_count
+        self.all_captions = all_captions
+        if all_captions:  # sample i is caption i
+            self.sample_image = np.repeat(np.arange(len(self.caption_count)), self.caption_count)
+        else:
+            self.sample_image = np.arange(len(self.caption_count))
+        self._unreadable = set()  # per process: files already known to fail, not decoded again
+
+    def __len__(self) -> int:
+        return len(self.sample_image)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        epoch, index = key
+        unreadable = []
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            rng = sample_rng(self.seed, epoch, candidate)
+            image_index = self.sample_image[candidate]
+            if self.all_captions:
+                caption_index = candidate
+            else:
+                caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
+            path = self.image_paths[image_index]
+            image = self._read(path, rng)
+            if image is not None:
+                return image, tokenize(self.captions[caption_index], self.context_length)[0], unreadable
+            unreadable.append(path)
+            if self.strict:  # the training process raises: a worker's exception would arrive as a traceback
+                size = self.transform.image_size
+                return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long), unreadable
+        raise UserError(f"none of the {len(self)} training images could be read (first: {self.image_paths[0]})")
+
+    def _read(self, path: str, rng: np.random.Generator) -> torch.Tensor | None:
+        if path in self._unreadable:
+            return None
+        try:
+            return self.transform(path, rng)
+        except UNREADABLE_IMAGE_ERRORS:
+            self._unreadable.add(path)
+            return None
+
+
+def collate_samples(samples) -> dict:
+    images, tokens, unreadable = zip(*samples)
+    return {  # default_collate stacks into shared memory in a worker, which saves a copy on the way out
+        "images": default_collate(images),
+        "tokens": default_collate(tokens),
+        "skipped": torch.tensor(sum(len(paths) for paths in unreadable)),
+        "unreadable": [path for paths in unreadable for path in paths],
+    }
+
+
+class _EpochBatches:
+    """The DataLoader's batch sampler: the batches of the epoch chosen last, as (epoch, index) keys. The DataLoader
+    (and its persistent workers) is built once, so the epoch is set here before each pass."""
+
+    def __init__(self, order: ShardedOrder):
+        self.order, self.epoch, self.start_batch = order, 0, 0
+
+    def __iter__(self):
+        for batch_index in range(self.start_batch, len(self.order)):
+            yield [(self.epoch, index) for index in self.order.batch(self.epoch, batch_index)]
+
+    def __len__(self) -> int:
+        return len(self.order) - self.start_batch
+
+
+class TrainLoader:
+    def __init__(self, dataset: CaptionedImageDataset, order: ShardedOrder, *, num_workers: int,
+                 prefetch_factor: int, pin_memory: bool, skipped_at_start: list[str]):
+        self.num_samples = order.num_samples
+        self.skipped_at_start = skipped_at_start
+        self._strict = dataset.strict
+        self._batches = _EpochBatches(order)
+        self._reported = set()
+        self._loader = DataLoader(
+            dataset, batch_sampler=self._batches, collate_fn=collate_samples, num_workers=num_workers,
+            pin_memory=pin_memory, persistent_workers=num_workers > 0,
+            prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            # the loader draws its workers' base seed from this generator, not from the global torch RNG
+            generator=torch.Generator().manual_seed(order.seed),
+        )
+
+    def __len__(self) -> int:
+        return len(self._batches.order)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
+        """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, "tokens" [B,ctx] long, "skipped" []
+        long (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
+        One pass at a time: starting another pass (or this one again) ends the previous one."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
+        self._batches.epoch, self._batches.start_batch = epoch, start_batch
+        for batch in self._loader:
+            self._report(batch.pop("unreadable"))
+            yield batch
+
+    def _report(self, unreadable: list[str]):
+        if unreadable and self._strict:
+            raise UserError(f"{unreadable[0]}: cannot read this image (set strict_images: false to skip it)")
+        for path in unreadable:
+            if path not in self._reported:
+                self._reported.add(path)
+                log.warning("cannot read %s: replaced by the next readable sample", path)
+
+
+def build_train_loader(config: DataConfig, *, image_size: int, mean, std, context_length: int, batch_size: int,
+                       rank: int, world_size: int, seed: int, pin_memory: bool) -> TrainLoader:
+    data = read_coco_captions(config.train_annotation_file, config.train_img_dir)
+    if not data.image_paths:
+        problem = (f"none of its {len(data.missing)} captioned images is in {config.train_img_dir} "
+                   f"(first expected: {data.missing[0]})" if data.missing else "no image has a caption")
+        raise UserError(f"{config.train_annotation_file}: {problem}")
+    if data.missing:
+        if config.strict_images:
+            raise UserError(f"{data.missing[0]}: image listed in {config.train_annotation_file} is missing "
+                            f"({len(data.missing)} missing in all; set strict_images: false to skip them)")
+        log.warning("%d images listed in %s are missing and left out: %s%s", len(data.missing),
+                    config.train_annotation_file, ", ".join(data.missing[:NAMES_SHOWN]),
+                    ", ..." if len(data.missing) > NAMES_SHOWN else "")
+    transform = TrainImageTransform(image_size, mean, std, config.train_crop, config.random_crop_min_area)
+    dataset = CaptionedImageDataset(data, transform, context_length=context_length, seed=seed,
+                                    all_captions=config.all_captions, strict=config.strict_images)
+    order = ShardedOrder(len(dataset), batch_size, rank, world_size, seed)
+    if len(order) == 0:
+        raise UserError(f"{config.train_annotation_file}: {len(dataset)} samples make no full batch of "
+                        f"{batch_size} on each of {world_size} ranks")
+    return TrainLoader(dataset, order, num_workers=config.num_workers, prefetch_factor=config.prefetch_factor,
+                       pin_memory=pin_memory, skipped_at_start=data.missing)

@@ -1,0 +1,58 @@
+"""Image-text retrieval recall@K, every image with all of its captions.
+
+image -> text: an image is a hit at K when one of its own captions ranks in the top K of all captions.
+text -> image: a caption is a hit at K when its image ranks in the top K of all images.
+Ties count against the query (as in evaluation.metrics): a correct item's rank is the number of wrong items that
+score at least as high, so constant scores give recall 0, not a lucky hit from the order of the files.
+"""
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_KS = (1, 5, 10)
+
+# (start, stop) -> [stop - start, num_captions]: the similarity of images start .. stop-1 to every caption
+SimilarityRows = Callable[[int, int], torch.Tensor]
+
+
+def retrieval_ranks(similarity_rows: SimilarityRows, caption_image: torch.Tensor, num_images: int,
+                    chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image ranks [num_images], caption ranks [num_captions]). caption_image[c] is the index of caption c's image.
+    The similarity matrix is visited in row chunks, twice, so it never has to exist whole."""
+    num_captions = len(caption_image)
+    own_score = torch.empty(num_captions, dtype=torch.float64)  # each caption's similarity to its own image
+    for start in range(0, num_images, chunk_size):
+        rows = similarity_rows(start, min(start + chunk_size, num_images)).double().cpu()
+        in_chunk = (caption_image >= start) & (caption_image < start + len(rows))
+        captions = torch.nonzero(in_chunk).flatten()
+        own_score[captions] = rows[caption_image[captions] - start, captions]
+    best_own = torch.full((num_images,), float("-inf"), dtype=torch.float64)
+    best_own.scatter_reduce_(0, caption_image, own_score, reduce="amax")
+
+    image_ranks = torch.empty(num_images, dtype=torch.long)
+    caption_ranks = torch.zeros(num_captions, dtype=torch.long)
+    for start in range(0, num_images, chunk_size):
+        rows = similarity_rows(start, min(start + chunk_size, num_images)).double().cpu()
+        images = torch.arange(start, start + len(rows))
+        wrong = caption_image[None, :] != images[:, None]
+        image_ranks[images] = ((rows >= best_own[images, None]) & wrong).sum(dim=1)
+        caption_ranks += ((rows >= own_score[None, :]) & wrong).sum(dim=0)
+    return image_ranks, caption_ranks
+
+
+def recall_at_k(image_ranks: torch.Tensor, caption_ranks: torch.Tensor, ks=DEFAULT_KS) -> dict[str, float]:
+    """Percent of images (image -> text) and of captions (text -> image) whose rank is below K."""
+    recalls = {f"image_to_text_R@{k}": 100.0 * (image_ranks < k).double().mean().item() for k in ks}
+    recalls.update({f"text_to_image_R@{k}": 100.0 * (caption_ranks < k).double().mean().item() for k in ks})
+    return recalls
+
+
+def feature_retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor, caption_image: torch.Tensor,
+                             ks=DEFAULT_KS) -> dict[str, float]:
+    """Recall@K with cosine similarity between (not necessarily normalised) image and text features."""
+    image_features = F.normalize(image_features.float(), dim=-1)
+    text_features = F.normalize(text_features.float(), dim=-1)
+    ranks = retrieval_ranks(lambda start, stop: image_features[start:stop] @ text_features.T,
+                            caption_image.cpu(), len(image_features))
+    return recall_at_k(*ranks, ks)

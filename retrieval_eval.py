@@ -1,0 +1,108 @@
+"""Image-text retrieval recall@1/5/10 of a CLIP checkpoint on a COCO-format captions file and its image folder.
+
+  python retrieval_eval.py --checkpoint_path CKPT --annotation_file data/coco/annotations/captions_val2017.json \\
+      --image_dir data/coco/val2017
+  python retrieval_eval.py --checkpoint_path CKPT --annotation_file flickr30k_test_coco.json \\
+      --image_dir data/flickr30k/images
+
+Every image is scored with all of its captions: image -> text counts a hit when any of its captions is in the top K.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dataloader.coco import read_coco_captions
+from dataloader.eval_datasets import ImageFiles, collate_readable
+from evaluation.features import cached_image_features, extract_image_features, extract_text_features, \
+    feature_cache_file
+from evaluation.retrieval import DEFAULT_KS, feature_retrieval_recall
+from model import load_model
+from utils.cli import parse_with_config, run_command
+from utils.errors import UserError
+from utils.precision import resolve_precision
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint_path", required=True,
+                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+    parser.add_argument("--annotation_file", required=True, help="COCO-format captions JSON")
+    parser.add_argument("--image_dir", required=True)
+    parser.add_argument("--name", default=None, help="name of the result files (default: the captions file's name)")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--cache_dir", default="feature_cache")
+    parser.add_argument("--output_dir", default="retrieval_output")
+    return parse_with_config(parser, argv)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    precision, precision_reason = resolve_precision(args.precision, device)
+    captioned = read_coco_captions(args.annotation_file, args.image_dir)
+    for path in captioned.missing:
+        print(f"warning: image listed in {args.annotation_file} not found: {path}", file=sys.stderr)
+    if not captioned.image_paths:
+        raise UserError(f"none of the images of {args.annotation_file} is in {args.image_dir}")
+    model, preprocess = load_model(args.checkpoint_path, device=device)
+    name = args.name or Path(args.annotation_file).stem
+    print(f"{name}: {len(captioned.image_paths)} images, {sum(map(len, captioned.captions))} captions, "
+          f"{precision} ({precision_reason})")
+
+    # An image's label is its index, so the unreadable ones can be dropped with their captions afterwards.
+    images = ImageFiles([Path(path) for path in captioned.image_paths], list(range(len(captioned.image_paths))),
+                        preprocess, model.config.image_size)
+    cache_file = feature_cache_file(
+        args.cache_dir, f"{name}-images", args.checkpoint_path,
+        {"annotation_file": str(Path(args.annotation_file).resolve()), "image_dir": str(Path(args.image_dir).resolve()),
+         "images": len(captioned.image_paths)},
+        {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
+         "std": list(model.config.image_std), "precision": precision})
+    loader = DataLoader(images, batch_size=args.batch_size, num_workers=args.num_workers,
+                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
+    image_features, from_cache = cached_image_features(
+        cache_file, lambda: extract_image_features(model, loader, device, precision))
+    if from_cache:
+        print(f"image features read from {cache_file}")
+    for path in image_features.unreadable:
+        print(f"warning: skipped unreadable image {path} and its captions", file=sys.stderr)
+
+    kept_images = image_features.labels.tolist()
+    if not kept_images:
+        raise UserError(f"none of the images of {args.annotation_file} in {args.image_dir} could be read")
+    captions, caption_image = [], []
+    for position, image_index in enumerate(kept_images):
+        captions += captioned.captions[image_index]
+        caption_image += [position] * len(captioned.captions[image_index])
+    text_features = extract_text_features(model, captions, device, precision, args.batch_size)
+    recalls = feature_retrieval_recall(image_features.features, text_features, torch.tensor(caption_image))
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"{direction} R@{k} = {recalls[f'{key}_R@{k}']:.2f} %"
+             for direction, key in (("image -> text", "image_to_text"), ("text -> image", "text_to_image"))
+             for k in DEFAULT_KS]
+    lines.append(f"{len(kept_images)} images, {len(captions)} captions")
+    report = {"checkpoint": str(args.checkpoint_path), "annotation_file": str(args.annotation_file),
+              "image_dir": str(args.image_dir), "num_images": len(kept_images), "num_captions": len(captions),
+              "num_missing_images": len(captioned.missing), "num_unreadable_images": len(image_features.unreadable),
+              "precision": precision, **recalls}
+    (output_dir / f"{name}_retrieval.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (output_dir / f"{name}_retrieval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    print(f"wrote {output_dir / f'{name}_retrieval.txt'}, {output_dir / f'{name}_retrieval.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(lambda arguments: evaluate(parse_args(arguments)), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""What every entry script does around its work: user errors become one line on stderr and exit code 2."""
+import argparse
+import difflib
+import sys
+
+from utils.config import read_yaml
+from utils.errors import UserError
+
+
+def run_command(command, args) -> int:
+    try:
+        command(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse `argv`, taking defaults from the YAML file named by `--config` (keys are the options' names without
+    dashes); options given on the command line win over the file. An unknown key names the nearest option."""
+    parser.add_argument("--config", default=None, help="YAML file of option values (command-line options win)")
+    config_only = argparse.ArgumentParser(add_help=False)  # finds --config before the required options are checked
+    config_only.add_argument("--config", default=None)
+    config_path = config_only.parse_known_args(argv)[0].config
+    if config_path is None:
+        return parser.parse_args(argv)
+    values = read_yaml(config_path)
+    options = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
+    for key in values:
+        if key not in options:
+            nearest = difflib.get_close_matches(str(key), options, n=1)
+            hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+            raise UserError(f"{config_path}: unknown key '{key}'{hint}")
+        values[key] = _as_given_on_command_line(options[key], values[key], f"{config_path}: '{key}'")
+        options[key].required = False  # given by the file
+    parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def _as_given_on_command_line(action: argparse.Action, value, where: str):
+    """Convert and check a file value as argparse would the same text on the command line."""
+    if action.nargs == 0:  # a flag
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {value!r}")
+        return value
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and action.nargs in (None, "?"):
+        raise UserError(f"{where} takes one value, got a list")
+    convert = action.type or str
+    try:
+        converted = [convert(str(item)) for item in items]
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise UserError(f"{where}: {value!r} is not a valid value") from None
+    if action.choices is not None and any(item not in action.choices for item in converted):
+        raise UserError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return converted if isinstance(value, list) or action.nargs in ("+", "*") else converted[0]

@@ -1,0 +1,116 @@
+"""Classify your own images zero-shot: the top-5 classes of each image, optionally drawn beside it.
+
+  python zero_shot_demo.py --checkpoint_path CKPT --img_path test_images/cat.jpg --show_prediction
+  python zero_shot_demo.py --checkpoint_path CKPT --img_dir test_images --classes "cat,dog,car"
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from dataloader.class_names import cifar100_class_names, read_class_name_file
+from dataloader.image_io import load_readable_images
+from evaluation.figures import plot_top_predictions
+from evaluation.template_sets import load_templates, template_set_names
+from evaluation.zeroshot import class_probabilities, zero_shot_head
+from model import load_model
+from utils.cli import run_command
+from utils.errors import UserError
+from utils.precision import resolve_precision
+
+IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
+DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the image sharp, not at model size
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint_path", required=True,
+                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument("--img_path", help="one image")
+    images.add_argument("--img_dir", help="a folder of images (files that are not images are skipped)")
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument("--classes", help='comma-separated class names, e.g. "cat,dog,car" (default: CIFAR-100)')
+    classes.add_argument("--class_file", help="file with one class name per line")
+    parser.add_argument("--templates", default="cifar",
+                        help=f"a template set ({', '.join(template_set_names())}), a file with one template per "
+                             "line, or one template such as 'a photo of a {}.' (default: cifar)")
+    parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--show_prediction", action="store_true",
+                        help="save a figure of each image beside its top classes in --output_dir")
+    parser.add_argument("--output_dir", default="demo_output")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    return parser.parse_args(argv)
+
+
+def demo_class_names(args: argparse.Namespace) -> list[str]:
+    if args.classes is not None:
+        names = [name.strip() for name in args.classes.split(",") if name.strip()]
+        if not names:
+            raise UserError(f"--classes {args.classes!r} holds no class names (expected e.g. \"cat,dog,car\")")
+        return names
+    if args.class_file is not None:
+        return read_class_name_file(args.class_file)
+    return cifar100_class_names()
+
+
+def image_paths(args: argparse.Namespace) -> list[Path]:
+    if args.img_path is not None:
+        path = Path(args.img_path)
+        if not path.is_file():
+            raise UserError(f"--img_path {path} is not a file")
+        return [path]
+    folder = Path(args.img_dir)
+    if not folder.is_dir():
+        raise UserError(f"--img_dir {folder} is not a directory")
+    return sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    precision, _ = resolve_precision(args.precision, device)
+    class_names = demo_class_names(args)
+    _, templates = load_templates(args.templates)
+    model, preprocess = load_model(args.checkpoint_path, device=device)
+    model.eval()
+
+    loaded, skipped = load_readable_images(image_paths(args), max(model.config.image_size, DISPLAY_SIDE))
+    for path, reason in skipped:
+        print(f"warning: skipping {path}: not a readable image ({reason})", file=sys.stderr)
+    if not loaded:
+        raise UserError(f"no readable images in {args.img_path or args.img_dir}")
+
+    head = zero_shot_head(model, class_names, templates, device, precision)
+    images = [image for _, image in loaded]
+    probabilities = []
+    for start in range(0, len(images), args.batch_size):
+        batch = torch.stack([preprocess(image) for image in images[start:start + args.batch_size]])
+        probabilities.append(class_probabilities(model, batch, head, device, precision))
+    top = torch.cat(probabilities).topk(min(args.top_k, len(class_names)), dim=1)
+    predictions = [[(class_names[i], float(p)) for p, i in zip(values, indices)]
+                   for values, indices in zip(top.values.tolist(), top.indices.tolist())]
+    for (path, _), prediction in zip(loaded, predictions):
+        print(path)
+        for name, probability in prediction:
+            print(f"  {100 * probability:6.2f}%  {name}")
+
+    if args.show_prediction:
+        stem = Path(args.img_path).stem if args.img_path else Path(args.img_dir).resolve().name
+        for page, start in enumerate(range(0, len(loaded), IMAGES_PER_FIGURE), start=1):
+            chunk = slice(start, start + IMAGES_PER_FIGURE)
+            suffix = "" if len(loaded) <= IMAGES_PER_FIGURE else f"_{page}"
+            figure_path = plot_top_predictions(images[chunk],
+                                               [path.name for path, _ in loaded[chunk]], predictions[chunk],
+                                               Path(args.output_dir) / f"{stem}_predictions{suffix}.png")
+            print(f"wrote {figure_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run_demo, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

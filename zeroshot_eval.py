@@ -1,0 +1,139 @@
+"""Zero-shot classification accuracy of a CLIP checkpoint on CIFAR, the ImageNet family or any class-per-folder set.
+
+  python zeroshot_eval.py --checkpoint_path CKPT --dataset_type cifar --dataset cifar10 --data_dir data/cifar
+  python zeroshot_eval.py --checkpoint_path CKPT --dataset_type imagenet --data_dir data/imagenet-r
+  python zeroshot_eval.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/sketch
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
+from evaluation.figures import plot_per_class_accuracy
+from evaluation.metrics import summarise
+from evaluation.report import summary_lines, write_reports
+from evaluation.template_sets import load_templates, template_set_names
+from evaluation.zeroshot import classify_with_heads, zero_shot_head
+from model import load_model
+from utils.cli import run_command
+from utils.errors import UserError
+from utils.precision import resolve_precision
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint_path", required=True,
+                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+    parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--dataset", default=None,
+                        help="cifar10 or cifar100 for --dataset_type cifar (default cifar10); otherwise the name of "
+                             "the result files (default: the data folder's name)")
+    parser.add_argument("--classnames", default=None,
+                        help="file with one class name per line, in label order (sorted folder order for folders)")
+    parser.add_argument("--templates", default=None, nargs="+",
+                        help=f"a template set ({', '.join(template_set_names())}), a file with one template per "
+                             "line, or one template such as 'a photo of a {}.' (default: the dataset's set); "
+                             "several: each is reported on the same images, to pick the best prompts")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--channels_last", action="store_true", help="channels-last image tensors (faster convs)")
+    parser.add_argument("--output_dir", default="zero_shot_eval_output")
+    return parser.parse_args(argv)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    precision, precision_reason = resolve_precision(args.precision, device)
+    model, preprocess = load_model(args.checkpoint_path, device=device)
+    model.eval()
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    eval_set = read_eval_set(args.dataset_type, args.data_dir, preprocess, dataset_name=args.dataset,
+                             min_side=model.config.image_size, class_names_file=args.classnames)
+    template_sets = [load_templates(spec) for spec in args.templates or [eval_set.default_templates]]
+    names = [name for name, _ in template_sets]
+    if len(set(names)) < len(names):
+        raise UserError(f"--templates names a template set twice: {', '.join(names)}")
+    print(f"{eval_set.name}: {len(eval_set.dataset)} images, {len(eval_set.class_names)} classes, "
+          + ", ".join(f"{len(templates)} template(s) '{name}'" for name, templates in template_sets)
+          + f", {precision} ({precision_reason})")
+
+    heads = [zero_shot_head(model, eval_set.class_names, templates, device, precision)
+             for _, templates in template_sets]
+    loader = DataLoader(eval_set.dataset, batch_size=args.batch_size, num_workers=args.num_workers,
+                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
+    start = time.perf_counter()
+    tallies, unreadable = classify_with_heads(model, loader, heads, device, precision, args.channels_last)
+    seconds = time.perf_counter() - start
+    for image in unreadable:
+        print(f"warning: skipped unreadable image {image.path}: {image.reason}", file=sys.stderr)
+    if unreadable:
+        print(f"warning: skipped {len(unreadable)} unreadable image(s)", file=sys.stderr)
+    if not tallies[0].images.sum():
+        raise UserError(f"none of the {len(eval_set.dataset)} images in {args.data_dir} could be read")
+
+    results = [summarise(tally, eval_set.class_names) for tally in tallies]
+    for (template_name, templates), result in zip(template_sets, results):
+        run_info = {
+            "checkpoint": str(args.checkpoint_path),
+            "dataset": eval_set.name,
+            "dataset_type": args.dataset_type,
+            "data_dir": str(args.data_dir),
+            "templates": {"name": template_name, "count": len(templates)},
+            "num_classes": len(eval_set.class_names),
+            "num_unreadable_images": len(unreadable),
+            "precision": precision,
+            "images_per_second": round(result.num_images / seconds, 1),
+        }
+        # One template set keeps the plain name; several get one report each, named after their set.
+        report_name = eval_set.name if len(template_sets) == 1 else f"{eval_set.name}_{file_name_part(template_name)}"
+        text_path, json_path = write_reports(result, args.output_dir, report_name, run_info)
+        chart_path = plot_per_class_accuracy(result, text_path.with_suffix(".png"),
+                                             f"Zero-shot {eval_set.name}, templates '{template_name}': "
+                                             f"{args.checkpoint_path}")
+        if len(template_sets) > 1:
+            print(f"templates '{template_name}':")
+        print("\n".join(summary_lines(result)))
+        print(f"wrote {text_path}, {json_path}, {chart_path}")
+    if len(template_sets) > 1:
+        print("\n".join(write_template_comparison(names, results, args.output_dir, eval_set.name)))
+    print(f"{results[0].num_images} images in {seconds:.1f} s ({results[0].num_images / seconds:.1f} images/s)")
+
+
+def file_name_part(text: str) -> str:
+    """A template set's name as part of a file name: a file's stem, or a literal template made safe."""
+    stem = text[:-4] if text.endswith(".txt") else text
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "templates"
+
+
+def write_template_comparison(names: list[str], results: list, output_dir, dataset_name: str) -> list[str]:
+    """<dataset>_templates.txt/.json: every template set's accuracy on the same images, best top-1 first."""
+    ranked = sorted(zip(names, results), key=lambda pair: -pair[1].top1)
+    lines = [f"Template sets on {dataset_name}, best top-1 first ({results[0].num_images} images)",
+             f"{'Top-1':<10}{'Top-5':<10}{'Mean/class':<12}Templates"]
+    lines += [f"{r.top1:<10.2f}{r.top5:<10.2f}{r.mean_per_class_recall:<12.2f}{name}" for name, r in ranked]
+    output_dir = Path(output_dir)
+    (output_dir / f"{dataset_name}_templates.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    comparison = [{"templates": name, "top1": r.top1, "top5": r.top5,
+                   "mean_per_class_recall": r.mean_per_class_recall} for name, r in ranked]
+    (output_dir / f"{dataset_name}_templates.json").write_text(json.dumps(comparison, indent=2) + "\n",
+                                                               encoding="utf-8")
+    return lines + [f"wrote {output_dir / f'{dataset_name}_templates.txt'}, {dataset_name}_templates.json"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(evaluate, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
