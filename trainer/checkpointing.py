@@ -35,6 +35,12 @@ def list_checkpoints(run_dir) -> list[Path]:
     return sorted(checkpoint_dir(run_dir).glob(CHECKPOINT_GLOB))
 
 
+def remove_torn_writes(run_dir) -> None:
+    """Temporary files of checkpoint writes that a kill interrupted: never valid, safe to delete."""
+    for temporary in checkpoint_dir(run_dir).glob(".step_*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
 def find_resume_checkpoint(resume: str | None, run_dir) -> Path | None:
     """`auto`: the latest checkpoint of this run folder (None if there is none yet); otherwise a path."""
     if resume is None:

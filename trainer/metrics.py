@@ -22,6 +22,10 @@ class MetricWindow:
         self.samples = 0
         self.started = time.perf_counter()
 
+    def restart_clock(self) -> None:
+        """After a pause that is not training (a checkpoint write), so samples/s measures training alone."""
+        self.started = time.perf_counter()
+
     def add(self, loss: torch.Tensor, skipped: torch.Tensor, samples: int) -> None:
         self.loss_sum += loss.detach().float()
         self.skipped += skipped.to(self.device)
@@ -37,9 +41,9 @@ class MetricWindow:
         if not math.isfinite(loss_sum):
             where = f"the last good checkpoint is {last_good_checkpoint}" if last_good_checkpoint \
                 else "no checkpoint was written yet"
-            raise UserError(f"training diverged: the loss became NaN/inf between steps {step - self.steps + 1} and "
-                            f"{step}; nothing was saved after it ({where}). Lower optimizer.lr, set "
-                            f"optimizer.grad_clip_norm, or use train.precision=fp32")
+            steps = f"step {step}" if self.steps == 1 else f"steps {step - self.steps + 1}-{step}"
+            raise UserError(f"training diverged: the loss became NaN/inf at {steps}; nothing was saved after it "
+                            f"({where}). Lower optimizer.lr, set optimizer.grad_clip_norm, or use train.precision=fp32")
         elapsed = time.perf_counter() - self.started
         metrics = {"loss": loss_sum / max(self.steps, 1), "samples_per_s": self.samples / max(elapsed, 1e-9),
                    "skipped": round(skipped_mean * self.world_size)}

@@ -1,6 +1,5 @@
 """The training loop: set-up, loop, step, log, checkpoint. Everything else is a call to a named function."""
 import contextlib
-import dataclasses
 import time
 from pathlib import Path
 
@@ -9,8 +8,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainer.checkpointing import (TrainState, find_resume_checkpoint, load_training_checkpoint, rng_state,
-                                   save_training_checkpoint)
+from trainer.checkpointing import (TrainState, find_resume_checkpoint, load_training_checkpoint, remove_torn_writes,
+                                   rng_state, save_training_checkpoint)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
 from trainer.distributed import all_gather_object, barrier
@@ -53,9 +52,9 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
         f"{warmup_steps} warmup steps; run folder {run_dir}")
     log = RunLog(run_dir, ctx.is_main, state.step)
     if ctx.is_main:
+        remove_torn_writes(run_dir)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
     window, record = MetricWindow(ctx.device, ctx.world_size), {}
-    progress = tqdm(total=total_steps, initial=state.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
     started = time.perf_counter()
 
     def save_checkpoint():
@@ -68,7 +67,8 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
         barrier()
         return path
 
-    with StopRequest() as stop:
+    with StopRequest() as stop, tqdm(total=total_steps, initial=state.step, disable=not ctx.is_main, unit="step",
+                                     dynamic_ncols=True) as progress:
         while state.step < total_steps:
             epoch, first_batch = data_position(state.step, steps_per_epoch, loop)
             for micro_batches in groups_of(loader.epoch(epoch, first_batch), loop.grad_accum_steps):
@@ -91,13 +91,13 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
                                          scale=f"{record['logit_scale']:.1f}", sps=f"{metrics['samples_per_s']:.0f}")
                 if saving:
                     last_checkpoint = save_checkpoint()
+                    window.restart_clock()
                 if stopping:
-                    progress.close()
+                    progress.close()  # before the message: the bar would overwrite it
                     say(f"{stop.signal_name}: saved {last_checkpoint} at step {state.step}; continue with --resume auto")
                     return stop.exit_code
                 if state.step % steps_per_epoch == 0:
                     break
-    progress.close()
     summary = {"steps": state.step, "epochs": loop.epochs, "samples_seen": state.step * samples_per_step,
                "final_loss": record.get("loss"), "final_logit_scale": model.logit_scale.exp().item(),
                "skipped_images": len(loader.skipped_at_start) + state.skipped_images,
