@@ -8,8 +8,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainer.checkpointing import (TrainState, find_resume_checkpoint, load_training_checkpoint, remove_torn_writes,
-                                   rng_state, save_training_checkpoint)
+from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_checkpoint, load_training_checkpoint,
+                                   remove_torn_writes, rng_state, save_training_checkpoint)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
 from trainer.distributed import all_gather_object, barrier
@@ -59,13 +59,12 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
 
     def save_checkpoint():
         rng_states = all_gather_object(rng_state())
-        path = None
         if ctx.is_main:
             position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, steps_per_epoch, loop)))
-            path = save_training_checkpoint(run_dir, model, optimizer, scaler, state, position, resolved_config,
-                                            rng_states, record, config.checkpoint.keep_last)
+            save_training_checkpoint(run_dir, model, optimizer, scaler, state, position, resolved_config,
+                                     rng_states, record, config.checkpoint.keep_last)
         barrier()
-        return path
+        return checkpoint_path(run_dir, state.step)
 
     with StopRequest() as stop, tqdm(total=total_steps, initial=state.step, disable=not ctx.is_main, unit="step",
                                      dynamic_ncols=True) as progress:
