@@ -60,6 +60,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_gather_object(value) -> list:
+    """Every rank's `value` (any picklable object), in rank order; [value] in a single process."""
+    if not is_distributed():
+        return [value]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0. Backward sums every rank's gradient for this rank's slice: each rank's loss reads
     all ranks' features, and DDP then averages parameter gradients, so the result is the gradient of the mean of

@@ -1,0 +1,55 @@
+"""Training through `python train.py`: skipped images are counted, a diverging run stops without saving its NaN
+state, the logit scale is capped at 100, a config typo is one line naming the nearest key."""
+import json
+
+import pytest
+import torch
+
+from model import build_model, model_config_by_name
+from training_runs import coco_dataset, run, train_command  # noqa: F401
+from dataloader.synthetic import SyntheticDataConfig, write_train_set
+from trainer.checkpointing import list_checkpoints
+from trainer.config import OptimizerConfig
+from trainer.optim import MAX_LOGIT_SCALE, build_optimizer, optimizer_step
+from utils.checkpoint import load_checkpoint
+
+
+def test_missing_and_corrupt_images_are_skipped_and_counted(tmp_path):
+    dataset = SyntheticDataConfig(root=str(tmp_path / "coco"), train_images=17, image_size=32)
+    write_train_set(dataset)
+    (dataset.train_img_dir / "000001.jpg").unlink()
+    (dataset.train_img_dir / "000002.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    result = run(train_command(dataset, tmp_path / "run", "train.epochs=1"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["skipped_images"] == 2
+
+
+def test_logit_scale_never_exceeds_100():
+    torch.manual_seed(0)
+    model = build_model(model_config_by_name("tiny-vit"))
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1.0))  # a huge step size for the temperature
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for _ in range(10):
+        (-model.logit_scale).backward()  # always pushes the scale up
+        optimizer_step(model, optimizer, scaler, grad_clip_norm=1.0)
+        assert model.logit_scale.exp().item() <= 100 * (1 + 1e-6)
+    assert model.logit_scale.item() == pytest.approx(MAX_LOGIT_SCALE)
+
+
+def test_config_typo_is_one_line_error_naming_the_nearest_key(coco_dataset, tmp_path, capsys):
+    import train
+    assert train.main(train_command(coco_dataset, tmp_path, "optimizer.lrr=1e-4")[2:]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr.startswith("error: ") and len(stderr.splitlines()) == 1
+    assert "unknown key 'optimizer.lrr'" in stderr and "did you mean 'optimizer.lr'" in stderr
+
+
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(coco_dataset, tmp_path):
+    result = run(train_command(coco_dataset, tmp_path, "optimizer.lr=1e4", "checkpoint.every_steps=3",
+                               "train.log_every_steps=4"))
+    assert result.returncode == 2
+    assert "error: training diverged: the loss became NaN/inf at step 4" in result.stderr
+    (kept,) = list_checkpoints(tmp_path)
+    payload = load_checkpoint(kept)
+    assert payload["step"] == 3 and all(torch.isfinite(tensor).all() for tensor in payload["model"].values())

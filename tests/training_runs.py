@@ -1,0 +1,58 @@
+"""Runs of `python train.py` on a tiny CLIP and a tiny COCO-format dataset written by the test, and the checks
+the trainer tests share."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataloader.synthetic import SyntheticDataConfig, write_train_set
+from trainer.checkpointing import list_checkpoints
+from utils.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH, IMAGES, EPOCHS = 8, 48, 2  # 6 steps per epoch, 12 in all
+TOTAL_STEPS = EPOCHS * IMAGES // BATCH
+
+
+@pytest.fixture(scope="module")
+def coco_dataset(tmp_path_factory):
+    config = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("coco")), train_images=IMAGES, image_size=32)
+    write_train_set(config)
+    return config
+
+
+def train_command(dataset, run_dir, *extra):
+    return [sys.executable, str(REPO / "train.py"), "--train_img_dir", str(dataset.train_img_dir),
+            "--train_annotation_file", str(dataset.train_annotation_file), "model.name=quickstart",
+            f"output_dir={run_dir}", f"train.epochs={EPOCHS}", f"train.batch_size={BATCH}", "train.precision=fp32",
+            "train.num_threads=1", "train.log_every_steps=1", "checkpoint.every_steps=2", "checkpoint.keep_last=2",
+            "data.num_workers=0", "schedule.warmup_fraction=0.25", *extra]
+
+
+def start(command, **kwargs):
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run(command):
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def wait_for(condition, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"training ended before the test could interrupt it: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out waiting for training to reach the interruption point"
+        time.sleep(0.005)
+
+
+def final_weights(run_dir):
+    return load_checkpoint(list_checkpoints(run_dir)[-1])["model"]
+
+
+def assert_bit_identical(weights, reference):
+    assert weights.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert torch.equal(weights[name], tensor), f"{name} differs from the uninterrupted run"

@@ -1,0 +1,107 @@
+"""Train CLIP on image-caption data.
+
+    python train.py [--config EXPERIMENT.yaml] [--train_img_dir DIR] [--train_annotation_file FILE]
+                    [--resume auto|PATH] [key.sub=value ...]
+    torchrun --nproc_per_node 4 train.py ...      (one process per GPU)
+
+The configuration is trainer/train_config.yaml and dataloader/data_config.yaml, then the experiment YAML (only
+its differences), then the flags and dotted overrides; the resolved result is saved in the run folder.
+"""
+import argparse
+import dataclasses
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataloader.config import DataConfig
+from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
+from dataloader.train_loader import build_train_loader
+from model import build_model, model_config_by_name
+from trainer.config import TrainerConfig
+from trainer.distributed import barrier, cleanup, setup_distributed
+from trainer.trainer import train
+from utils.config import as_dict, build, merge, parse_override, read_yaml
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parent
+TRAIN_DEFAULTS = ROOT / "trainer" / "train_config.yaml"
+DATA_DEFAULTS = ROOT / "dataloader" / "data_config.yaml"
+
+
+@dataclasses.dataclass
+class ModelChoice:
+    name: str = "RN50"  # a named config in model/model_config.yaml
+    overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
+
+
+@dataclasses.dataclass
+class RunConfig(TrainerConfig):
+    model: ModelChoice = dataclasses.field(default_factory=ModelChoice)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    synthetic_data: SyntheticDataConfig | None = None  # generate this dataset first (the no-download quickstart)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
+    parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
+    parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
+    parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
+    return parser.parse_args(argv)
+
+
+def load_run_config(args) -> RunConfig:
+    settings = merge(read_yaml(TRAIN_DEFAULTS), {"data": read_yaml(DATA_DEFAULTS)})
+    sources = [str(TRAIN_DEFAULTS), str(DATA_DEFAULTS)]
+    if args.config:
+        settings = merge(settings, read_yaml(args.config))
+        sources.append(args.config)
+    for flag in ("train_img_dir", "train_annotation_file"):
+        if getattr(args, flag) is not None:
+            settings = merge(settings, {"data": {flag: getattr(args, flag)}})
+    for override in args.overrides:
+        settings = merge(settings, parse_override(override))
+    if args.overrides or args.train_img_dir or args.train_annotation_file:
+        sources.append("command line")
+    return build(RunConfig, settings, " + ".join(sources))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ctx = None
+    try:
+        config = load_run_config(args)
+        model_config = model_config_by_name(config.model.name, config.model.overrides)
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        ctx = setup_distributed()
+        if config.synthetic_data and ctx.is_main and ensure_synthetic_dataset(config.synthetic_data):
+            print(f"generated the synthetic dataset in {config.synthetic_data.root}")
+        barrier()
+        seed_everything(config.train.seed)  # the same initial weights on every rank
+        model = build_model(model_config)
+        loader = build_train_loader(config.data, image_size=model_config.image_size, mean=model_config.image_mean,
+                                    std=model_config.image_std, context_length=model_config.context_length,
+                                    batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                                    seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
+        return train(config, model, loader, ctx, as_dict(config), resume=args.resume)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if ctx is not None:
+            cleanup()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

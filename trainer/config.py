@@ -1,0 +1,61 @@
+"""The trainer's settings, one dataclass per concern; defaults in trainer/train_config.yaml."""
+import dataclasses
+import typing
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    lr: float = 5e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # not applied to biases, norms, embeddings and the logit scale
+    grad_clip_norm: float | None = None
+
+    def __post_init__(self):
+        if len(self.betas) != 2:
+            raise ValueError(f"optimizer.betas needs two values, got {self.betas}")
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    warmup_fraction: float = 0.2  # linear warmup over this share of all steps, then cosine decay to zero
+
+    def __post_init__(self):
+        if not 0 <= self.warmup_fraction <= 1:
+            raise ValueError(f"schedule.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    epochs: int = 35
+    batch_size: int = 64  # per process; the global batch is batch_size x processes x grad_accum_steps
+    grad_accum_steps: int = 1
+    precision: typing.Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    local_loss: bool = False  # each rank scores its own samples against the global batch (less memory)
+    seed: int = 0
+    log_every_steps: int = 10
+    num_threads: int | None = None  # CPU threads for torch; None keeps torch's default
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "grad_accum_steps", "log_every_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    every_steps: int = 1000
+    keep_last: int = 3
+
+    def __post_init__(self):
+        if self.every_steps < 1 or self.keep_last < 1:
+            raise ValueError("checkpoint.every_steps and checkpoint.keep_last must be at least 1")
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    output_dir: str = "runs/clip"
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    train: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)

@@ -1,0 +1,51 @@
+"""Step metrics kept on the device between logging steps, so the loop never waits on the device just to log."""
+import math
+import time
+
+import torch
+
+from trainer.distributed import all_reduce_mean
+from utils.errors import UserError
+
+
+class MetricWindow:
+    """Sums of the losses and skipped images since the last flush; read (one host sync) only when flushed."""
+
+    def __init__(self, device, world_size: int):
+        self.device, self.world_size = device, world_size
+        self._reset()
+
+    def _reset(self):
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.skipped = torch.zeros((), device=self.device)
+        self.steps = 0
+        self.samples = 0
+        self.started = time.perf_counter()
+
+    def restart_clock(self) -> None:
+        """After a pause that is not training (a checkpoint write), so samples/s measures training alone."""
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, skipped: torch.Tensor, samples: int) -> None:
+        self.loss_sum += loss.detach().float()
+        self.skipped += skipped.to(self.device)
+        self.steps += 1
+        self.samples += samples
+
+    def flush(self, step: int, last_good_checkpoint) -> dict:
+        """Mean loss over the window and all ranks, skipped images over all ranks, samples/s; raises if any loss
+        since the last flush was NaN/inf (a NaN anywhere in the window makes the sum NaN)."""
+        totals = all_reduce_mean(torch.stack([self.loss_sum, self.skipped]).float()) if self.world_size > 1 \
+            else torch.stack([self.loss_sum, self.skipped]).float()
+        loss_sum, skipped_mean = totals.tolist()
+        if not math.isfinite(loss_sum):
+            where = f"the last good checkpoint is {last_good_checkpoint}" if last_good_checkpoint \
+                else "no checkpoint was written yet"
+            steps = f"step {step}" if self.steps == 1 else f"steps {step - self.steps + 1}-{step}"
+            raise UserError(f"training diverged: the loss became NaN/inf at {steps}; nothing was saved after it "
+                            f"({where}). Lower optimizer.lr, set optimizer.grad_clip_norm, or use train.precision=fp32")
+        elapsed = time.perf_counter() - self.started
+        metrics = {"loss": loss_sum / max(self.steps, 1), "samples_per_s": self.samples / max(elapsed, 1e-9),
+                   "skipped": round(skipped_mean * self.world_size)}
+        self._reset()
+        return metrics

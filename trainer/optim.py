@@ -1,0 +1,46 @@
+"""AdamW with CLIP's weight-decay rule, the per-step learning rate, and the logit-scale cap."""
+import math
+
+import torch
+from torch import nn
+
+from trainer.config import OptimizerConfig
+
+MAX_LOGIT_SCALE = math.log(100)  # CLIP caps the softmax temperature's inverse at 100
+
+
+def decays(name: str, parameter: nn.Parameter) -> bool:
+    """Weight decay applies to weight matrices and kernels only: not to biases, norm gains (all 1-D), embeddings
+    (token, positional, class) nor the logit scale."""
+    return parameter.ndim >= 2 and "embedding" not in name
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for name, p in named if decays(name, p)], "weight_decay": config.weight_decay},
+        {"params": [p for name, p in named if not decays(name, p)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def clamp_logit_scale(model: nn.Module) -> None:
+    """After every optimiser step: CLIP keeps the learnable temperature in [1, 100]."""
+    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+
+
+def optimizer_step(model: nn.Module, optimizer, scaler, grad_clip_norm: float | None) -> None:
+    """Apply the accumulated gradients (unscaled first when fp16 scales them), then reset them."""
+    if grad_clip_norm is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    clamp_logit_scale(model)
