@@ -21,7 +21,9 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Ad
         {"params": [p for name, p in named if decays(name, p)], "weight_decay": config.weight_decay},
         {"params": [p for name, p in named if not decays(name, p)], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    # fused: one kernel over all parameters, several times faster than the default per-parameter loop on CPUs
+    fused = all(p.device.type in ("cpu", "cuda") for _, p in named)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
