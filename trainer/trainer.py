@@ -31,6 +31,8 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
     precision, reason = resolve_precision(loop.precision, ctx.device)
     say(f"precision: {precision} ({reason})")
     model.to(ctx.device)
+    if loop.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optimizer)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir)
