@@ -41,7 +41,7 @@ class Variant:
     def name(self) -> str:
         levers = [label for on, label in ((not self.channels_last, "NCHW"), (self.compile, "compiled"),
                                           (not self.fused_adamw, "for-loop AdamW"),
-                                          (self.full_context, "77-token caption")) if on]
+                                          (self.full_context, "full-context caption")) if on]
         return f"{self.side} {self.precision}" + (f" ({', '.join(levers)})" if levers else "")
 
 
