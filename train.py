@@ -20,11 +20,13 @@ from dataloader.config import DataConfig
 from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
 from dataloader.train_loader import build_train_loader
 from model import build_model, model_config_by_name
+from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, cleanup, setup_distributed
 from trainer.trainer import train
 from utils.config import as_dict, build, merge, parse_override, read_yaml
 from utils.errors import UserError
+import zeroshot_eval
 
 ROOT = Path(__file__).resolve().parent
 TRAIN_DEFAULTS = ROOT / "trainer" / "train_config.yaml"
@@ -38,10 +40,19 @@ class ModelChoice:
 
 
 @dataclasses.dataclass
+class ZeroShotAfterTraining:
+    dataset_type: str = "folder"  # as zeroshot_eval.py --dataset_type
+    data_dir: str = ""
+    templates: str | None = None  # as zeroshot_eval.py --templates (default: the dataset's set)
+    name: str | None = None  # name of the result files (default: the data folder's name)
+
+
+@dataclasses.dataclass
 class RunConfig(TrainerConfig):
     model: ModelChoice = dataclasses.field(default_factory=ModelChoice)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     synthetic_data: SyntheticDataConfig | None = None  # generate this dataset first (the no-download quickstart)
+    zero_shot_eval: ZeroShotAfterTraining | None = None  # evaluate the final checkpoint zero-shot at the end
 
 
 def parse_args(argv):
@@ -88,13 +99,30 @@ def main(argv=None) -> int:
                                     std=model_config.image_std, context_length=model_config.context_length,
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
-        return train(config, model, loader, ctx, as_dict(config), resume=args.resume)
+        exit_code = train(config, model, loader, ctx, as_dict(config), resume=args.resume)
+        if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
+            return evaluate_final_checkpoint(config)
+        return exit_code
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         if ctx is not None:
             cleanup()
+
+
+def evaluate_final_checkpoint(config: RunConfig) -> int:
+    """Zero-shot accuracy of the run's last checkpoint, through the same code as zeroshot_eval.py."""
+    checkpoint = find_resume_checkpoint("auto", config.output_dir)
+    settings = config.zero_shot_eval
+    argv = ["--checkpoint_path", str(checkpoint), "--dataset_type", settings.dataset_type,
+            "--data_dir", settings.data_dir, "--num_workers", "0"]
+    if settings.templates:
+        argv += ["--templates", settings.templates]
+    if settings.name:
+        argv += ["--dataset", settings.name]
+    print(f"zero-shot evaluation of {checkpoint} on {settings.data_dir}")
+    return zeroshot_eval.main(argv)
 
 
 def seed_everything(seed: int) -> None:

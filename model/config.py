@@ -53,6 +53,6 @@ def named_configs() -> dict:
 def model_config_by_name(name: str, overrides: dict | None = None) -> ModelConfig:
     configs = named_configs()
     if name not in configs:
-        raise UserError(f"unknown model '{name}' (not a file, nor a config in {NAMED_CONFIGS_FILE}); "
+        raise UserError(f"unknown model config '{name}' (not in {NAMED_CONFIGS_FILE}); "
                         f"known: {', '.join(configs)}")
     return build(ModelConfig, {**configs[name], **(overrides or {})}, f"{NAMED_CONFIGS_FILE}:{name}")
