@@ -4,7 +4,7 @@ import time
 
 import torch
 
-from trainer.distributed import all_reduce_mean
+from trainer.distributed import all_reduce_sum
 from utils.errors import UserError
 
 
@@ -35,9 +35,9 @@ class MetricWindow:
     def flush(self, step: int, last_good_checkpoint) -> dict:
         """Mean loss over the window and all ranks, skipped images over all ranks, samples/s; raises if any loss
         since the last flush was NaN/inf (a NaN anywhere in the window makes the sum NaN)."""
-        totals = all_reduce_mean(torch.stack([self.loss_sum, self.skipped]).float()) if self.world_size > 1 \
-            else torch.stack([self.loss_sum, self.skipped]).float()
-        loss_sum, skipped_mean = totals.tolist()
+        # one collective for both: summed over ranks (a no-op in a single process)
+        loss_total, skipped = all_reduce_sum(torch.stack([self.loss_sum, self.skipped]).float()).tolist()
+        loss_sum = loss_total / self.world_size
         if not math.isfinite(loss_sum):
             where = f"the last good checkpoint is {last_good_checkpoint}" if last_good_checkpoint \
                 else "no checkpoint was written yet"
@@ -46,6 +46,6 @@ class MetricWindow:
                             f"({where}). Lower optimizer.lr, set optimizer.grad_clip_norm, or use train.precision=fp32")
         elapsed = time.perf_counter() - self.started
         metrics = {"loss": loss_sum / max(self.steps, 1), "samples_per_s": self.samples / max(elapsed, 1e-9),
-                   "skipped": round(skipped_mean * self.world_size)}
+                   "skipped": round(skipped)}
         self._reset()
         return metrics
