@@ -23,6 +23,7 @@ from model import build_model, model_config_by_name
 from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, cleanup, setup_distributed
+from trainer.objectives import ContrastiveObjective
 from trainer.trainer import train
 from utils.config import as_dict, build, merge, parse_override, read_yaml
 from utils.errors import UserError
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
                                     std=model_config.image_std, context_length=model_config.context_length,
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
-        exit_code = train(config, model, loader, ctx, as_dict(config), resume=args.resume)
+        exit_code = train(config, model, loader, ContrastiveObjective(config.train.local_loss), ctx, as_dict(config),
+                          resume=args.resume)
         if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
             return evaluate_final_checkpoint(config)
         return exit_code

@@ -80,7 +80,7 @@ def quickstart_data_wait(steps: int) -> dict:
     for `steps` steps (after one): seconds per step spent waiting for the next batch, and computing."""
     from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
     from trainer.config import OptimizerConfig
-    from trainer.loss import ClipLoss
+    from trainer.objectives import ContrastiveObjective
     from trainer.optim import build_optimizer, optimizer_step
     from trainer.trainer import accumulate_gradients
 
@@ -98,7 +98,7 @@ def quickstart_data_wait(steps: int) -> dict:
                                     std=model_config.image_std, context_length=model_config.context_length,
                                     batch_size=batch_size, rank=0, world_size=1, seed=0, pin_memory=False)
         model = build_model(model_config).train()
-        optimizer, loss_fn = build_optimizer(model, OptimizerConfig()), ClipLoss()
+        optimizer, objective = build_optimizer(model, OptimizerConfig()), ContrastiveObjective()
         scaler, device = torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu")
         precision, _ = resolve_precision("auto", device)
         waits, computes = [], []
@@ -107,8 +107,9 @@ def quickstart_data_wait(steps: int) -> dict:
             started = time.perf_counter()
             batch = next(batches)
             fetched = time.perf_counter()
-            accumulate_gradients(model, [batch], loss_fn, scaler, device, precision)
+            accumulate_gradients(model, [batch], objective, scaler, device, precision)
             optimizer_step(model, optimizer, scaler, grad_clip_norm=None)
+            objective.after_step(model)
             waits.append(fetched - started)
             computes.append(time.perf_counter() - fetched)
     # the first batch waits for the workers to start: left out

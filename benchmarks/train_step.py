@@ -61,7 +61,7 @@ def example_batch(config, batch_size: int, longest_caption: int = LONGEST_CAPTIO
 def our_step(config, variant: Variant, images, tokens):
     """A closure running one step of the trainer's own code path (set-up, forward + loss + backward, AdamW step,
     logit-scale clamp)."""
-    from trainer.loss import ClipLoss
+    from trainer.objectives import ContrastiveObjective
     from trainer.optim import build_optimizer, optimizer_step
     from trainer.config import OptimizerConfig
     from trainer.trainer import accumulate_gradients
@@ -77,11 +77,12 @@ def our_step(config, variant: Variant, images, tokens):
             group.update(fused=False, foreach=False)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     step_model = torch.compile(model) if variant.compile else model
-    loss_fn, batch = ClipLoss(), {"images": images, "tokens": tokens, "skipped": torch.tensor(0)}
+    objective, batch = ContrastiveObjective(), {"images": images, "tokens": tokens, "skipped": torch.tensor(0)}
 
     def step():
-        accumulate_gradients(step_model, [batch], loss_fn, scaler, device, precision)
+        accumulate_gradients(step_model, [batch], objective, scaler, device, precision)
         optimizer_step(model, optimizer, scaler, grad_clip_norm=None)
+        objective.after_step(model)
     return step, precision
 
 

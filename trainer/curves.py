@@ -1,4 +1,5 @@
-"""The training curves of a run as one PNG: loss, learning rate, logit scale and throughput against the step."""
+"""The training curves of a run as one PNG: loss, learning rate, the objective's logged values (CLIP: the logit
+scale) and throughput against the step."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,16 +7,18 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 
 from trainer.optim import MAX_LOGIT_SCALE  # noqa: E402
 
-PANELS = (("loss", "contrastive loss"), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"),
+PANELS = (("loss", None), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"),
           ("samples_per_s", "throughput (samples/s)"))
 
 
-def plot_training_curves(records: list[dict], path, title: str = "") -> None:
+def plot_training_curves(records: list[dict], path, loss_name: str, title: str = "") -> None:
+    """One panel per logged value; the loss panel is titled `loss_name`."""
     if not records:
         return
     steps = [record["step"] for record in records]
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.3), constrained_layout=True)
-    for axis, (key, label) in zip(axes, PANELS):
+    panels = [(key, label or loss_name) for key, label in PANELS if key in records[-1]]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.3), constrained_layout=True)
+    for axis, (key, label) in zip(axes, panels):
         values = [record[key] for record in records]
         axis.plot(steps, values, color="tab:blue", linewidth=1.5, marker="." if len(steps) < 30 else None)
         axis.set_title(label)

@@ -45,4 +45,3 @@ def optimizer_step(model: nn.Module, optimizer, scaler, grad_clip_norm: float | 
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    clamp_logit_scale(model)

@@ -13,19 +13,19 @@ from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_chec
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
 from trainer.distributed import all_gather_object, barrier
-from trainer.loss import ClipLoss
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
 from trainer.preemption import StopRequest
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
 from utils.errors import UserError
-from utils.precision import autocast, resolve_precision
-from utils.tokenizer import trim_padding
+from utils.precision import resolve_precision
 
 
-def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resume: str | None = None) -> int:
-    """Train `model` on `loader` batches; returns the process exit code (0, or 130 after Ctrl-C)."""
+def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config: dict,
+          resume: str | None = None) -> int:
+    """Train `model` on `loader` batches to minimise `objective` (trainer.objectives); returns the process exit
+    code (0, or 130 after Ctrl-C)."""
     say = print if ctx.is_main else (lambda *args: None)
     run_dir, loop = Path(config.output_dir), config.train
     precision, reason = resolve_precision(loop.precision, ctx.device)
@@ -43,7 +43,6 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
         say(f"no checkpoint in {run_dir / 'checkpoints'}: starting a fresh run")
     ddp_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
         if ctx.world_size > 1 else model
-    loss_fn = ClipLoss(local_loss=loop.local_loss)
     steps_per_epoch = len(loader) // loop.grad_accum_steps
     if steps_per_epoch == 0:
         raise UserError(f"the dataset gives {len(loader)} batches per process, fewer than train.grad_accum_steps="
@@ -76,8 +75,10 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
             for micro_batches in groups_of(loader.epoch(epoch, first_batch), loop.grad_accum_steps):
                 lr = learning_rate(state.step, total_steps, config.optimizer.lr, warmup_steps)
                 set_learning_rate(optimizer, lr)
-                loss, skipped = accumulate_gradients(ddp_model, micro_batches, loss_fn, scaler, ctx.device, precision)
+                loss, skipped = accumulate_gradients(ddp_model, micro_batches, objective, scaler, ctx.device,
+                                                     precision)
                 optimizer_step(model, optimizer, scaler, config.optimizer.grad_clip_norm)
+                objective.after_step(model)
                 state.step += 1
                 window.add(loss, skipped, samples_per_step)
                 progress.update()
@@ -86,11 +87,12 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
                 if saving or state.step % loop.log_every_steps == 0:
                     metrics = window.flush(state.step, last_checkpoint)  # raises on a NaN/inf loss: nothing saved
                     state.skipped_images += metrics.pop("skipped")
-                    record = {"step": state.step, "epoch": epoch, **metrics, "lr": lr,
-                              "logit_scale": model.logit_scale.exp().item()}
+                    extra = objective.logged_values(model)
+                    record = {"step": state.step, "epoch": epoch, **metrics, "lr": lr, **extra}
                     log.write(record)
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
-                                         scale=f"{record['logit_scale']:.1f}", sps=f"{metrics['samples_per_s']:.0f}")
+                                         **{key: f"{value:.1f}" for key, value in extra.items()},
+                                         sps=f"{metrics['samples_per_s']:.0f}")
                 if saving:
                     last_checkpoint = save_checkpoint()
                     window.restart_clock()
@@ -101,7 +103,8 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
                 if state.step % steps_per_epoch == 0:
                     break
     summary = {"steps": state.step, "epochs": loop.epochs, "samples_seen": state.step * samples_per_step,
-               "final_loss": record.get("loss"), "final_logit_scale": model.logit_scale.exp().item(),
+               "final_loss": record.get("loss"),
+               **{f"final_{key}": value for key, value in objective.logged_values(model).items()},
                "skipped_images": len(loader.skipped_at_start) + state.skipped_images,
                "missing_images": list(loader.skipped_at_start), "precision": precision,
                "wall_time_s_this_session": round(time.perf_counter() - started, 1),
@@ -109,7 +112,8 @@ def train(config: TrainerConfig, model, loader, ctx, resolved_config: dict, resu
     log.write_summary(summary)
     log.close()
     if ctx.is_main:
-        plot_training_curves(read_log(run_dir), run_dir / "training_curves.png", title=str(run_dir))
+        plot_training_curves(read_log(run_dir), run_dir / "training_curves.png", objective.loss_name,
+                             title=str(run_dir))
         say(f"done: {state.step} steps, final loss {summary['final_loss']}, {summary['skipped_images']} images "
             f"skipped; checkpoint {last_checkpoint}, curves {run_dir / 'training_curves.png'}")
     return 0
@@ -131,7 +135,7 @@ def groups_of(batches, size: int):
             group = []
 
 
-def accumulate_gradients(ddp_model, micro_batches, loss_fn, scaler, device, precision):
+def accumulate_gradients(ddp_model, micro_batches, objective, scaler, device, precision):
     """Forward and backward over the micro-batches of one step; gradients are averaged over them and (by DDP)
     synchronised across ranks on the last one only. Returns the step's loss and its skipped images (on device)."""
     total_loss, skipped = 0.0, 0
@@ -140,13 +144,7 @@ def accumulate_gradients(ddp_model, micro_batches, loss_fn, scaler, device, prec
         no_sync = ddp_model.no_sync() if isinstance(ddp_model, DistributedDataParallel) and not last \
             else contextlib.nullcontext()
         with no_sync:
-            images = batch["images"].to(device, non_blocking=True)
-            # the text tower skips the padding after the batch's longest caption: same result, less work
-            tokens = trim_padding(batch["tokens"]).to(device, non_blocking=True)
-            with autocast(device, precision):
-                image_features, text_features, logit_scale = ddp_model(images, tokens)
-            # the loss in fp32: its softmax over the whole global batch is where low precision hurts most
-            loss = loss_fn(image_features.float(), text_features.float(), logit_scale.float()) / len(micro_batches)
+            loss = objective.loss(ddp_model, batch, device, precision) / len(micro_batches)
             scaler.scale(loss).backward()
         total_loss = total_loss + loss.detach()
         skipped = skipped + batch["skipped"]

@@ -1,0 +1,49 @@
+"""What a training step minimises. The loop in trainer.trainer is the same for every objective: an objective turns
+a batch into a loss, does what must follow each optimiser step, and names the extra values worth logging."""
+import torch
+import torch.nn.functional as F
+
+from trainer.loss import ClipLoss
+from trainer.optim import clamp_logit_scale
+from utils.precision import autocast
+from utils.tokenizer import trim_padding
+
+
+class ContrastiveObjective:
+    """CLIP pre-training on {"images", "tokens"} batches: the symmetric contrastive loss over the global batch."""
+    loss_name = "contrastive loss"
+
+    def __init__(self, local_loss: bool = False):
+        self.loss_fn = ClipLoss(local_loss=local_loss)
+
+    def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
+        images = batch["images"].to(device, non_blocking=True)
+        # the text tower skips the padding after the batch's longest caption: same result, less work
+        tokens = trim_padding(batch["tokens"]).to(device, non_blocking=True)
+        with autocast(device, precision):
+            image_features, text_features, logit_scale = model(images, tokens)
+        # the loss in fp32: its softmax over the whole global batch is where low precision hurts most
+        return self.loss_fn(image_features.float(), text_features.float(), logit_scale.float())
+
+    def after_step(self, model) -> None:
+        clamp_logit_scale(model)
+
+    def logged_values(self, model) -> dict:
+        return {"logit_scale": model.logit_scale.exp().item()}
+
+
+class ClassificationObjective:
+    """Fine-tuning on {"images", "labels"} batches: cross-entropy of the classifier's logits."""
+    loss_name = "cross-entropy"
+
+    def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
+        images = batch["images"].to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(images)
+        return F.cross_entropy(logits.float(), batch["labels"].to(device, non_blocking=True))
+
+    def after_step(self, model) -> None:
+        pass
+
+    def logged_values(self, model) -> dict:
+        return {}
