@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
+from dataloader.splits import stratified_split
 from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
 from evaluation.figures import plot_k_shot_accuracy
 from evaluation.k_shot import run_k_shot
-from evaluation.linear_probe import fit_linear_probe, stratified_split, sweep_regularisation
+from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
 from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates

@@ -9,11 +9,9 @@ its differences), then the flags and dotted overrides; the resolved result is sa
 """
 import argparse
 import dataclasses
-import random
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dataloader.config import DataConfig
@@ -25,8 +23,9 @@ from trainer.config import TrainerConfig
 from trainer.distributed import barrier, cleanup, setup_distributed
 from trainer.objectives import ContrastiveObjective
 from trainer.trainer import train
-from utils.config import as_dict, build, merge, parse_override, read_yaml
+from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
+from utils.seeding import seed_everything
 import zeroshot_eval
 
 ROOT = Path(__file__).resolve().parent
@@ -63,23 +62,13 @@ def parse_args(argv):
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
 
 def load_run_config(args) -> RunConfig:
-    settings = merge(read_yaml(TRAIN_DEFAULTS), {"data": read_yaml(DATA_DEFAULTS)})
-    sources = [str(TRAIN_DEFAULTS), str(DATA_DEFAULTS)]
-    if args.config:
-        settings = merge(settings, read_yaml(args.config))
-        sources.append(args.config)
-    for flag in ("train_img_dir", "train_annotation_file"):
-        if getattr(args, flag) is not None:
-            settings = merge(settings, {"data": {flag: getattr(args, flag)}})
-    for override in args.overrides:
-        settings = merge(settings, parse_override(override))
-    if args.overrides or args.train_img_dir or args.train_annotation_file:
-        sources.append("command line")
-    return build(RunConfig, settings, " + ".join(sources))
+    defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)}}
+    flags = {"data.train_img_dir": args.train_img_dir, "data.train_annotation_file": args.train_annotation_file}
+    return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
 def main(argv=None) -> int:
@@ -125,12 +114,6 @@ def evaluate_final_checkpoint(config: RunConfig) -> int:
         argv += ["--dataset", settings.name]
     print(f"zero-shot evaluation of {checkpoint} on {settings.data_dir}")
     return zeroshot_eval.main(argv)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the training data pipeline reads and how: paths, worker processes, sampling and crop options."""
+"""What the training data pipelines read and how: paths, worker processes, sampling and crop options."""
 import dataclasses
 from pathlib import Path
 from typing import Literal
@@ -7,12 +7,10 @@ DEFAULTS_FILE = Path(__file__).with_name("data_config.yaml")
 
 
 @dataclasses.dataclass
-class DataConfig:
-    train_img_dir: str = "data/coco/train2017"
-    train_annotation_file: str = "data/coco/annotations/captions_train2017.json"
+class LoaderConfig:
+    """How training images are loaded, whatever the dataset."""
     num_workers: int = 4
     prefetch_factor: int = 2  # batches each worker prepares ahead; used only when num_workers > 0
-    all_captions: bool = False  # every caption a sample; default: each image once per epoch, one caption drawn
     strict_images: bool = False  # raise on a missing/corrupt image instead of skipping it
     train_crop: Literal["random", "center"] = "random"
     random_crop_min_area: float = 0.9  # "random": a square of this to 1.0 times the largest square's area
@@ -24,3 +22,30 @@ class DataConfig:
             raise ValueError(f"prefetch_factor must be at least 1, got {self.prefetch_factor}")
         if not 0.0 < self.random_crop_min_area <= 1.0:
             raise ValueError(f"random_crop_min_area must be in (0, 1], got {self.random_crop_min_area}")
+
+
+@dataclasses.dataclass
+class DataConfig(LoaderConfig):
+    """CLIP training data: a COCO-format captions file and its image folder."""
+    train_img_dir: str = "data/coco/train2017"
+    train_annotation_file: str = "data/coco/annotations/captions_train2017.json"
+    all_captions: bool = False  # every caption a sample; default: each image once per epoch, one caption drawn
+
+
+@dataclasses.dataclass
+class LabelledDataConfig(LoaderConfig):
+    """Fine-tuning data: any labelled set that zeroshot_eval.py reads (dataloader.eval_datasets)."""
+    dataset_type: Literal["cifar", "imagenet", "folder"] = "folder"
+    data_dir: str = ""  # the training images (CIFAR: the folder of the batches; its train split is used)
+    test_dir: str | None = None  # the test images; default: CIFAR's test split, else test_fraction of data_dir
+    dataset: str | None = None  # cifar10 | cifar100 for CIFAR; otherwise the name of the result files
+    classnames: str | None = None  # one class name per line, in label order (replaces the folder names)
+    test_fraction: float = 0.2  # share of each class held out for testing when there is no test split or folder
+    split_seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.data_dir:
+            raise ValueError("data.data_dir is required: the folder of the training images (--data_dir)")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {self.test_fraction}")

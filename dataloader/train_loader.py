@@ -1,5 +1,7 @@
-"""The training loader: COCO (image, caption) samples, decoded and tokenized in worker processes, in batches that
-depend on (seed, epoch, batch index) alone."""
+"""The training loader: samples decoded (and captions tokenized) in worker processes, in batches that depend on
+(seed, epoch, batch index) alone. COCO (image, caption) samples here; labelled images for fine-tuning in
+dataloader.labelled_train_set."""
+import functools
 import logging
 from typing import Iterator
 
@@ -21,14 +23,41 @@ UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.Decompression
 NAMES_SHOWN = 5
 
 
-class CaptionedImageDataset(Dataset):
-    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair).
-    Items are keyed by (epoch, sample index), so workers need no epoch state. An unreadable image is replaced by
-    the next sample that reads, and reported with the item."""
+class TrainSamples(Dataset):
+    """Training items keyed by (epoch, sample index), so workers need no epoch state: (image, target, paths of the
+    unreadable images passed over). An unreadable image is replaced by the next sample that reads; in strict mode
+    a placeholder comes back instead, and the training process raises on the reported path."""
+
+    def __init__(self, strict: bool):
+        self.strict = strict
+
+    def read(self, epoch: int, index: int) -> tuple[torch.Tensor, object] | str:
+        """(image, target) of a sample, or the path of its image when that cannot be read."""
+        raise NotImplementedError
+
+    def placeholder(self) -> tuple[torch.Tensor, object]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, object, list[str]]:
+        epoch, index = key
+        unreadable = []
+        for offset in range(len(self)):
+            sample = self.read(epoch, (index + offset) % len(self))
+            if not isinstance(sample, str):
+                return *sample, unreadable
+            unreadable.append(sample)
+            if self.strict:  # the training process raises: a worker's exception would arrive as a traceback
+                return *self.placeholder(), unreadable
+        raise UserError(f"none of the {len(self)} training images could be read (first: {unreadable[0]})")
+
+
+class CaptionedImageDataset(TrainSamples):
+    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair)."""
 
     def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
                  seed: int, all_captions: bool, strict: bool):
-        self.transform, self.context_length, self.seed, self.strict = transform, context_length, seed, strict
+        super().__init__(strict)
+        self.transform, self.context_length, self.seed = transform, context_length, seed
         self.image_paths = PackedStrings(data.image_paths)
         self.captions = PackedStrings(caption for captions in data.captions for caption in captions)
         self.caption_count = np.array([len(captions) for captions in data.captions], dtype=np.int64)
@@ -43,26 +72,22 @@ class CaptionedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sample_image)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        epoch, index = key
-        unreadable = []
-        for offset in range(len(self)):
-            candidate = (index + offset) % len(self)
-            rng = sample_rng(self.seed, epoch, candidate)
-            image_index = self.sample_image[candidate]
-            if self.all_captions:
-                caption_index = candidate
-            else:
-                caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
-            path = self.image_paths[image_index]
-            image = self._read(path, rng)
-            if image is not None:
-                return image, tokenize(self.captions[caption_index], self.context_length)[0], unreadable
-            unreadable.append(path)
-            if self.strict:  # the training process raises: a worker's exception would arrive as a traceback
-                size = self.transform.image_size
-                return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long), unreadable
-        raise UserError(f"none of the {len(self)} training images could be read (first: {self.image_paths[0]})")
+    def read(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor] | str:
+        rng = sample_rng(self.seed, epoch, index)
+        image_index = self.sample_image[index]
+        if self.all_captions:
+            caption_index = index
+        else:
+            caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
+        path = self.image_paths[image_index]
+        image = self._read(path, rng)
+        if image is None:
+            return path
+        return image, tokenize(self.captions[caption_index], self.context_length)[0]
+
+    def placeholder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.transform.image_size
+        return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long)
 
     def _read(self, path: str, rng: np.random.Generator) -> torch.Tensor | None:
         if path in self._unreadable:
@@ -74,11 +99,11 @@ class CaptionedImageDataset(Dataset):
             return None
 
 
-def collate_samples(samples) -> dict:
-    images, tokens, unreadable = zip(*samples)
+def collate_samples(samples, target_key: str) -> dict:
+    images, targets, unreadable = zip(*samples)
     return {  # default_collate stacks into shared memory in a worker, which saves a copy on the way out
         "images": default_collate(images),
-        "tokens": default_collate(tokens),
+        target_key: default_collate(targets),
         "skipped": torch.tensor(sum(len(paths) for paths in unreadable)),
         "unreadable": [path for paths in unreadable for path in paths],
     }
@@ -100,7 +125,10 @@ class _EpochBatches:
 
 
 class TrainLoader:
-    def __init__(self, dataset: CaptionedImageDataset, order: ShardedOrder, *, num_workers: int,
+    """Batches of a TrainSamples dataset in the order of a ShardedOrder, as dicts: "images", `target_key` (the
+    dataset's targets: "tokens" for captions, "labels" for classes) and "skipped"."""
+
+    def __init__(self, dataset: TrainSamples, order: ShardedOrder, *, target_key: str, num_workers: int,
                  prefetch_factor: int, pin_memory: bool, skipped_at_start: list[str]):
         self.num_samples = order.num_samples
         self.skipped_at_start = skipped_at_start
@@ -108,8 +136,8 @@ class TrainLoader:
         self._batches = _EpochBatches(order)
         self._reported = set()
         self._loader = DataLoader(
-            dataset, batch_sampler=self._batches, collate_fn=collate_samples, num_workers=num_workers,
-            pin_memory=pin_memory, persistent_workers=num_workers > 0,
+            dataset, batch_sampler=self._batches, collate_fn=functools.partial(collate_samples, target_key=target_key),
+            num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             # the loader draws its workers' base seed from this generator, not from the global torch RNG
             generator=torch.Generator().manual_seed(order.seed),
@@ -119,7 +147,7 @@ class TrainLoader:
         return len(self._batches.order)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
-        """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, "tokens" [B,ctx] long, "skipped" []
+        """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, target_key: [B, ...], "skipped" []
         long (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
         One pass at a time: starting another pass (or this one again) ends the previous one."""
         if not 0 <= start_batch <= len(self):
@@ -159,5 +187,5 @@ def build_train_loader(config: DataConfig, *, image_size: int, mean, std, contex
     if len(order) == 0:
         raise UserError(f"{config.train_annotation_file}: {len(dataset)} samples make no full batch of "
                         f"{batch_size} on each of {world_size} ranks")
-    return TrainLoader(dataset, order, num_workers=config.num_workers, prefetch_factor=config.prefetch_factor,
-                       pin_memory=pin_memory, skipped_at_start=data.missing)
+    return TrainLoader(dataset, order, target_key="tokens", num_workers=config.num_workers,
+                       prefetch_factor=config.prefetch_factor, pin_memory=pin_memory, skipped_at_start=data.missing)

@@ -22,7 +22,10 @@ class TrainImageTransform:
 
     def __call__(self, path, rng: np.random.Generator) -> torch.Tensor:
         """FloatTensor [3, image_size, image_size]. Raises OSError (or PIL's decoding errors) for unreadable files."""
-        image = load_rgb_image(path, min_side=self.decode_side)
+        return self.apply(load_rgb_image(path, min_side=self.decode_side), rng)
+
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        """The transform of an image already decoded (RGB, ideally at least `decode_side` on its shorter side)."""
         size = (self.image_size, self.image_size)
         image = image.resize(size, Image.Resampling.BICUBIC, box=self.crop_box(*image.size, rng))
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)

@@ -59,7 +59,7 @@ def classify_with_heads(model, batches: Iterable, heads: list[torch.Tensor], dev
     once and scored against every head."""
     tallies, unreadable = [ClassTally(head.shape[1]) for head in heads], []
     combined = torch.cat(heads, dim=1)
-    for batch in tqdm(batches, desc="zero-shot", unit="batch", disable=not progress):
+    for batch in tqdm(batches, desc="classify", unit="batch", disable=not progress):
         unreadable += batch.unreadable
         if len(batch.labels):
             logits = image_logits(model, batch.images, combined, device, precision, channels_last)

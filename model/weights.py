@@ -30,6 +30,9 @@ def read_weights(path) -> tuple[dict, ModelConfig | None, str]:
     if not isinstance(payload, dict):
         raise UserError(f"{path}: expected a dict of tensors or a checkpoint dict, got {type(payload).__name__}")
     if "model" in payload and "model_config" in payload:
+        if "backbone" in payload["model_config"]:
+            raise UserError(f"{path}: a fine-tuned classifier (finetune.py), not a CLIP model: it has no text tower; "
+                            f"its test results are in its run folder")
         config = build(ModelConfig, payload["model_config"], f"{path}:model_config")
         return payload["model"], config, "clip-toolkit"
     if isinstance(payload.get("state_dict"), dict):

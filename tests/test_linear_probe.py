@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.linear_probe import (COARSE_GRID, accuracy, best_of, fit_linear_probe, refined_grid,
-                                     stratified_split, sweep_regularisation)
+from dataloader.splits import stratified_split
+from evaluation.linear_probe import COARSE_GRID, accuracy, best_of, fit_linear_probe, refined_grid, sweep_regularisation
 
 
 def clustered_features(num_classes, per_class, dim, seed, spread=0.3):

@@ -30,7 +30,7 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     run_dir, loop = Path(config.output_dir), config.train
     precision, reason = resolve_precision(loop.precision, ctx.device)
     say(f"precision: {precision} ({reason})")
-    model.to(ctx.device)
+    model.to(ctx.device).train()
     if loop.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optimizer)

@@ -61,10 +61,34 @@ def parse_override(text: str) -> dict:
     key, sep, raw_value = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"override '{text}': expected KEY=VALUE with a dotted key, e.g. optimizer.lr=1e-4")
-    value = parse_yaml_text(raw_value, f"override '{text}'")
+    return dotted(key, parse_yaml_text(raw_value, f"override '{text}'"))
+
+
+def dotted(key: str, value) -> dict:
+    """`("data.data_dir", "x")` -> {"data": {"data_dir": "x"}}."""
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+def load_layered(cls, defaults: dict[str, dict], experiment: str | None, flags: dict, overrides: list[str]):
+    """Build `cls` from layers, each overriding the one before: the defaults ({source file: its settings}), the
+    experiment YAML (only its differences), the command-line flags ({dotted key: value}, None = not given), then
+    `key=value` overrides. Errors name the layers the values came from."""
+    settings, sources = {}, list(defaults)
+    for layer in defaults.values():
+        settings = merge(settings, layer)
+    if experiment:
+        settings = merge(settings, read_yaml(experiment))
+        sources.append(experiment)
+    given = {key: value for key, value in flags.items() if value is not None}
+    for key, value in given.items():
+        settings = merge(settings, dotted(key, value))
+    for override in overrides:
+        settings = merge(settings, parse_override(override))
+    if given or overrides:
+        sources.append("command line")
+    return build(cls, settings, " + ".join(sources))
 
 
 def build(cls, data: dict, source: str, prefix: str = ""):

@@ -1,0 +1,179 @@
+"""Fine-tune a CLIP image tower with a classification head, through the same training loop as train.py.
+
+    python finetune.py --checkpoint_path CKPT --dataset_type cifar --dataset cifar10 --data_dir data/cifar
+    python finetune.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --freeze_backbone \\
+        optimizer.lr=1e-3 train.epochs=5
+    torchrun --nproc_per_node 4 finetune.py ...      (one process per GPU)
+
+The configuration is trainer/train_config.yaml, then trainer/finetune_config.yaml, then the experiment YAML
+(--config), then the flags and dotted overrides. Checkpoints, --resume auto|PATH, SIGTERM/Ctrl-C saving, the log
+and the curves are the trainer's. At the end the fine-tuned classifier is tested; results go to the run folder.
+"""
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dataloader.config import LabelledDataConfig
+from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
+from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
+from dataloader.splits import stratified_split
+from evaluation.metrics import summarise
+from evaluation.report import summary_lines, write_reports
+from evaluation.template_sets import load_templates
+from evaluation.zeroshot import classify, zero_shot_head
+from model import load_model
+from model.classifier import ClassifierConfig, ImageClassifier
+from trainer.config import TrainerConfig
+from trainer.distributed import cleanup, setup_distributed
+from trainer.objectives import ClassificationObjective
+from trainer.trainer import train
+from utils.config import as_dict, load_layered, read_yaml
+from utils.errors import UserError
+from utils.precision import resolve_precision
+from utils.seeding import seed_everything
+
+ROOT = Path(__file__).resolve().parent
+DEFAULTS = (ROOT / "trainer" / "train_config.yaml", ROOT / "trainer" / "finetune_config.yaml")
+
+
+@dataclasses.dataclass
+class FinetuneConfig(TrainerConfig):
+    checkpoint_path: str | None = None  # required: the CLIP model to start from
+    head: typing.Literal["zeroshot", "linear"] = "zeroshot"
+    templates: str | None = None
+    freeze_backbone: bool = False
+    data: LabelledDataConfig = dataclasses.field(default_factory=LabelledDataConfig)
+
+    def __post_init__(self):
+        if not self.checkpoint_path:
+            raise ValueError("checkpoint_path is required: the CLIP model to fine-tune (--checkpoint_path)")
+
+
+@dataclasses.dataclass
+class Splits:
+    name: str
+    class_names: list[str]
+    train: Dataset  # (decoded PIL image, label) or UnreadableImage
+    test: Dataset  # (preprocessed tensor, label) or UnreadableImage
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
+    parser.add_argument("--checkpoint_path", help="our checkpoint, an OpenAI or open_clip file, or a config name")
+    parser.add_argument("--dataset_type", choices=sorted(READERS), help="data.dataset_type")
+    parser.add_argument("--data_dir", help="the training images (data.data_dir)")
+    parser.add_argument("--test_dir", help="the test images (data.test_dir)")
+    parser.add_argument("--dataset", help="cifar10 | cifar100 for CIFAR; otherwise the name of the result files")
+    parser.add_argument("--classnames", help="file with one class name per line, in label order")
+    parser.add_argument("--head", choices=["zeroshot", "linear"], help="how the head starts (default zeroshot)")
+    parser.add_argument("--templates", help="templates of the zeroshot head: a set name, a file or one template")
+    parser.add_argument("--freeze_backbone", action="store_true", default=None, help="train the head alone")
+    parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
+    return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
+
+
+def load_config(args) -> FinetuneConfig:
+    flags = {"checkpoint_path": args.checkpoint_path, "head": args.head, "templates": args.templates,
+             "freeze_backbone": args.freeze_backbone,
+             **{f"data.{key}": getattr(args, key)
+                for key in ("dataset_type", "data_dir", "test_dir", "dataset", "classnames")}}
+    return load_layered(FinetuneConfig, {str(path): read_yaml(path) for path in DEFAULTS}, args.config, flags,
+                        args.overrides)
+
+
+def read_splits(data: LabelledDataConfig, train_side: int, preprocess, test_side: int) -> Splits:
+    """Training images decoded for the training transform, test images preprocessed for evaluation: the test
+    folder, CIFAR's test split, or a seeded stratified share of the training folder."""
+    def read(folder, transform, min_side, split=None):
+        return read_eval_set(data.dataset_type, folder, transform, dataset_name=data.dataset, min_side=min_side,
+                             class_names_file=data.classnames, split=split)
+
+    has_splits = data.dataset_type in SPLITS
+    train_set = read(data.data_dir, decoded, train_side, "train" if has_splits else None)
+    if data.test_dir or has_splits:
+        test_set = read(data.test_dir or data.data_dir, preprocess, test_side, None if data.test_dir else "test")
+        if test_set.class_names != train_set.class_names:
+            raise UserError(f"the test images ({data.test_dir}) have classes {test_set.class_names[:5]}..., the "
+                            f"training images ({data.data_dir}) {train_set.class_names[:5]}...: they must match")
+        return Splits(train_set.name, train_set.class_names, train_set.dataset, test_set.dataset)
+    test_set = read(data.data_dir, preprocess, test_side)
+    kept, held_out = stratified_split(torch.tensor(train_set.dataset.labels), data.test_fraction, data.split_seed)
+    return Splits(train_set.name, train_set.class_names, Subset(train_set.dataset, kept.tolist()),
+                  Subset(test_set.dataset, held_out.tolist()))
+
+
+def build_classifier(clip_model, class_names: list[str], config: FinetuneConfig, device, precision) -> ImageClassifier:
+    head_weight = None
+    if config.head == "zeroshot":
+        template_set, templates = load_templates(config.templates or default_templates(config.data))
+        print(f"head: the zero-shot classifier of {len(class_names)} classes, templates {template_set}")
+        text_head = zero_shot_head(clip_model.to(device), class_names, templates, device, precision)
+        # scaled as in CLIP's logits, so the softmax starts as sharp as the zero-shot model's
+        head_weight = clip_model.logit_scale.exp().item() * text_head.T.cpu()
+    classifier_config = ClassifierConfig(clip_model.config, class_names, config.freeze_backbone)
+    return ImageClassifier(clip_model.visual, classifier_config, head_weight)
+
+
+def default_templates(data: LabelledDataConfig) -> str:
+    return "cifar" if data.dataset_type == "cifar" else "imagenet"
+
+
+def report_test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device, precision) -> None:
+    loader = DataLoader(splits.test, batch_size=config.train.batch_size, num_workers=config.data.num_workers,
+                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
+    classifier.eval()
+    tally, unreadable = classify(classifier, loader, classifier.head.weight.detach().float().T, device, precision,
+                                 channels_last=config.train.channels_last)
+    for image in unreadable:
+        print(f"warning: skipped unreadable image {image.path} ({image.reason})", file=sys.stderr)
+    result = summarise(tally, splits.class_names)
+    run_info = {"checkpoint": config.checkpoint_path, "dataset": splits.name, "head": config.head,
+                "freeze_backbone": config.freeze_backbone, "num_train_images": len(splits.train),
+                "epochs": config.train.epochs, "precision": precision, "run_dir": config.output_dir}
+    text_path, json_path = write_reports(result, config.output_dir, f"{splits.name}_finetune", run_info)
+    print("\n".join(summary_lines(result)))
+    print(f"wrote {text_path}, {json_path}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ctx = None
+    try:
+        config = load_config(args)
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        ctx = setup_distributed()
+        precision, _ = resolve_precision(config.train.precision, ctx.device)
+        seed_everything(config.train.seed)
+        clip_model, preprocess = load_model(config.checkpoint_path)
+        image_config = clip_model.config
+        transform = train_transform(config.data, image_config.image_size, image_config.image_mean,
+                                    image_config.image_std)
+        splits = read_splits(config.data, transform.decode_side, preprocess, image_config.image_size)
+        classifier = build_classifier(clip_model, splits.class_names, config, ctx.device, precision)
+        del clip_model  # the text tower is not needed any more: free its memory
+        loader = build_labelled_train_loader(splits.train, transform, config.data, batch_size=config.train.batch_size,
+                                             rank=ctx.rank, world_size=ctx.world_size, seed=config.train.seed,
+                                             pin_memory=ctx.device.type == "cuda")
+        exit_code = train(config, classifier, loader, ClassificationObjective(), ctx, as_dict(config),
+                          resume=args.resume)
+        if exit_code == 0 and ctx.is_main:
+            report_test_accuracy(classifier, splits, config, ctx.device, precision)
+        return exit_code
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if ctx is not None:
+            cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Fine-tuning through `python finetune.py`: it resumes exactly like training (SIGKILL mid-run → bit-identical
+final weights), a frozen backbone stays bit-identical, the zero-shot head starts as the zero-shot classifier, the
+test images are held out from training and scored, and bad input is one line."""
+import json
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dataloader.synthetic import SyntheticDataConfig, class_names, write_eval_set
+from evaluation.zeroshot import zero_shot_head
+from model import build_model, load_model, model_config_by_name
+from trainer.checkpointing import list_checkpoints
+from training_runs import REPO, assert_bit_identical, final_weights, run, start, wait_for
+from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
+from utils.seeding import seed_everything
+
+PER_CLASS, BATCH, EPOCHS = 5, 8, 2  # 12 classes: 48 training images (1 per class held out), 6 steps per epoch
+TOTAL_STEPS = EPOCHS * (12 * (PER_CLASS - 1) // BATCH)
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    config = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("shapes")), eval_images_per_class=PER_CLASS)
+    write_eval_set(config)
+    return config.eval_dir
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tmp_path_factory):
+    """A small CLIP in our checkpoint format, as train.py writes it."""
+    seed_everything(3)
+    model = build_model(model_config_by_name("quickstart"))
+    path = tmp_path_factory.mktemp("clip") / "clip.pt"
+    save_checkpoint_atomic({"model": model.state_dict(), "model_config": model.config.__dict__}, path)
+    return path
+
+
+def finetune_command(checkpoint, data_dir, run_dir, *extra):
+    return [sys.executable, str(REPO / "finetune.py"), "--checkpoint_path", str(checkpoint), "--data_dir",
+            str(data_dir), "--templates", "a photo of a {}.", f"output_dir={run_dir}", f"train.epochs={EPOCHS}",
+            f"train.batch_size={BATCH}", "train.precision=fp32", "train.num_threads=1", "train.log_every_steps=1",
+            "checkpoint.every_steps=2", "data.num_workers=0", "data.test_fraction=0.2", "optimizer.lr=1e-3", *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(clip_checkpoint, class_folders, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finetune")
+    result = run(finetune_command(clip_checkpoint, class_folders, run_dir))
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_run_trains_every_step_and_reports_held_out_accuracy(uninterrupted_run):
+    summary = json.loads((uninterrupted_run / "summary.json").read_text())
+    assert summary["steps"] == TOTAL_STEPS
+    report = json.loads((uninterrupted_run / "eval_finetune.json").read_text())
+    assert report["num_images"] == 12  # one held-out image per class, none of them trained on
+    assert report["num_train_images"] == 12 * (PER_CLASS - 1)
+    assert sum(score["images"] for score in report["per_class"]) == 12
+    payload = load_checkpoint(list_checkpoints(uninterrupted_run)[-1])
+    assert payload["model_config"]["class_names"] == sorted(class_names())  # folder order
+    assert payload["model"]["head.weight"].shape == (12, payload["model_config"]["backbone"]["embed_dim"])
+
+
+def test_resume_after_sigkill_is_bit_identical(clip_checkpoint, class_folders, uninterrupted_run, tmp_path):
+    process = start(finetune_command(clip_checkpoint, class_folders, tmp_path))
+    wait_for(lambda: list_checkpoints(tmp_path), process)
+    process.kill()
+    process.wait()
+    assert 0 < load_checkpoint(list_checkpoints(tmp_path)[-1])["step"] < TOTAL_STEPS
+    resumed = run(finetune_command(clip_checkpoint, class_folders, tmp_path, "--resume", "auto"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    assert_bit_identical(final_weights(tmp_path), final_weights(uninterrupted_run))
+    resumed_report, report = (json.loads((folder / "eval_finetune.json").read_text())
+                              for folder in (tmp_path, uninterrupted_run))
+    assert resumed_report["per_class"] == report["per_class"] and resumed_report["top1"] == report["top1"]
+
+
+def test_frozen_backbone_keeps_the_tower_and_trains_the_head(clip_checkpoint, class_folders, tmp_path):
+    result = run(finetune_command(clip_checkpoint, class_folders, tmp_path, "--freeze_backbone", "train.epochs=1"))
+    assert result.returncode == 0, result.stderr
+    start_weights = load_checkpoint(clip_checkpoint)["model"]
+    tuned = final_weights(tmp_path)
+    tower = [name for name in tuned if name.startswith("visual.")]
+    assert tower and all(torch.equal(tuned[name], start_weights[name]) for name in tower)  # BN statistics too
+    initial_head = load_checkpoint(list_checkpoints(tmp_path)[0])["model"]["head.weight"]
+    assert not torch.equal(tuned["head.weight"], initial_head)
+
+
+def test_zeroshot_head_starts_as_the_zero_shot_classifier(clip_checkpoint):
+    import finetune
+    config = finetune.load_config(finetune.parse_args(["--checkpoint_path", str(clip_checkpoint), "--data_dir",
+                                                       "unused", "--templates", "a photo of a {}."]))
+    clip_model, _ = load_model(clip_checkpoint)
+    names = ["red circle", "blue square", "green triangle"]
+    classifier = finetune.build_classifier(clip_model, names, config, "cpu", "fp32").eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = clip_model.logit_scale.exp() * F.normalize(clip_model.encode_image(images), dim=-1) @ \
+            zero_shot_head(clip_model, names, ["a photo of a {}."], "cpu")
+        torch.testing.assert_close(classifier(images), expected)
+
+
+def test_bad_input_is_one_line(clip_checkpoint, class_folders, uninterrupted_run, tmp_path):
+    missing = run([sys.executable, str(REPO / "finetune.py"), "--data_dir", str(class_folders)])
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "checkpoint_path is required" in \
+        missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_classes = run(finetune_command(clip_checkpoint, empty, tmp_path / "run"))
+    assert no_classes.returncode == 2 and no_classes.stderr.strip() == f"error: {empty} has no class folders " \
+        "(expected one sub-folder of images per class)"
+    classifier = list_checkpoints(uninterrupted_run)[-1]
+    as_clip = run([sys.executable, str(REPO / "zeroshot_eval.py"), "--checkpoint_path", str(classifier),
+                   "--dataset_type", "folder", "--data_dir", str(class_folders)])
+    assert as_clip.returncode == 2 and "a fine-tuned classifier (finetune.py), not a CLIP model" in as_clip.stderr
