@@ -7,6 +7,7 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -74,35 +75,71 @@ def coco_like_captions(count: int, seed: int = 0) -> list[str]:
             for _ in range(count)]
 
 
+class MatmulPeak(NamedTuple):
+    gflops: float
+    side: int  # the side measured: smaller than asked for a precision this CPU only emulates
 
-_peaks: dict[tuple[str, int], float] = {}
+
+_peaks: dict[tuple[str, int, int], MatmulPeak] = {}
 
 
-def matmul_peak_gflops(precision: str, size: int = 2048, repeats: int = 5) -> float:
-    """Measured dense matmul rate (GFLOP/s) of square products of side `size` on this machine, cached per process:
-    the fastest of `repeats` products, as a peak is what the machine can do. Where one product takes over a second
-    (bf16 without native support), the side is halved until it does not."""
-    if (precision, size) not in _peaks:
-        side = size
-        while True:
-            a, b = (torch.randn(side, side, dtype=DTYPES[precision]) for _ in range(2))
-            first = median_seconds(lambda: a @ b, warmup=0, repeats=1)
-            if first < 1.0 or side <= 256:
-                break
-            side //= 2
-        seconds = min(median_seconds(lambda: a @ b, warmup=0, repeats=1) for _ in range(repeats))
-        _peaks[precision, size] = 2 * side ** 3 / seconds / 1e9
-    return _peaks[precision, size]
+def matmul_peak(precision: str, size: int = 4096, products: int = 5) -> MatmulPeak:
+    """Measured dense matmul rate (GFLOP/s) of square products of side `size` at torch's current thread count,
+    cached per process and thread count: one untimed product (thread pool, library buffers, clocks), then `products`
+    products back to back, each timed, the fastest kept, as a peak is what the machine can do. A precision that this
+    CPU only emulates (bf16 without native support: minutes per product at 4096) halves the side while one product
+    takes over a second."""
+    key = (precision, size, torch.get_num_threads())
+    if key not in _peaks:
+        dtype, side = DTYPES[precision], size
+        if precision == "bf16" and not cpu_has_native_bf16():
+            side = emulated_side(size, dtype)
+        _peaks[key] = MatmulPeak(2 * side ** 3 / product_seconds(side, dtype, products) / 1e9, side)
+    return _peaks[key]
+
+
+def emulated_side(size: int, dtype: torch.dtype) -> int:
+    """The largest of `size`, `size`/2, `size`/4 ... (down to 256 or below) whose product takes at most about a
+    second, searched from the smallest up: one emulated product at full size takes minutes."""
+    sides = [size]
+    while sides[-1] > 256:
+        sides.append(sides[-1] // 2)
+    side = sides.pop()
+    seconds = product_seconds(side, dtype, products=1)
+    while sides and 8 * seconds <= 1.0:  # twice the side is eight times the work
+        side = sides.pop()
+        seconds = product_seconds(side, dtype, products=1)
+    return side
+
+
+def product_seconds(side: int, dtype: torch.dtype, products: int) -> float:
+    """The fastest of `products` back-to-back products of two random square matrices, after an untimed one; the
+    result goes to one preallocated tensor, so that allocation and page faults stay out of the timing."""
+    a, b = (torch.randn(side, side, dtype=dtype) for _ in range(2))
+    out = torch.empty(side, side, dtype=dtype)
+    product = lambda: torch.matmul(a, b, out=out)  # noqa: E731
+    product()
+    times = []
+    for _ in range(products):
+        start = time.perf_counter()
+        product()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def machine_report(peak_size: int) -> str:
     """The machine line and its measured matmul peak per precision: what every figure here is relative to."""
-    peaks = ", ".join(f"{precision} {matmul_peak_gflops(precision, peak_size):,.1f}" for precision in DTYPES)
-    return f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, GFLOP/s): {peaks}"
+    peaks = []
+    for precision in DTYPES:
+        peak = matmul_peak(precision, peak_size)
+        peaks.append(f"{precision} {peak.gflops:,.1f}" + (f" (at {peak.side}x{peak.side})" if peak.side != peak_size
+                                                          else ""))
+    return (f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, {torch.get_num_threads()} threads, "
+            f"GFLOP/s): {', '.join(peaks)}")
 
 
 def add_machine_arguments(parser) -> None:
-    parser.add_argument("--peak-size", type=int, default=2048, help="matrix side of the matmul peak measurement")
+    parser.add_argument("--peak-size", type=int, default=4096, help="matrix side of the matmul peak measurement")
 
 
 def training_flops_per_sample(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:

@@ -34,7 +34,7 @@ def main(argv=None) -> str:
     parser.add_argument("--output", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--quick", action="store_true", help="tiniest settings: checks that each script runs")
     args = parser.parse_args(argv)
-    peak_size = ["--peak-size", "128" if args.quick else "2048"]
+    peak_size = ["--peak-size", "128" if args.quick else "4096"]
     rows = []
     for name, benchmark_args in (QUICK if args.quick else FULL).items():
         print(f"\n== {name}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
-                               matmul_peak_gflops, median_seconds, training_flops_per_sample)
+                               matmul_peak, median_seconds, training_flops_per_sample)
 from model import build_model, model_config_by_name
 from utils.tokenizer import tokenize
 from utils.precision import resolve_precision
@@ -165,7 +165,7 @@ def variants(levers: bool, compile_lever: bool, native_bf16: bool) -> list[Varia
 
 
 def run(model_name: str, batch_size: int, steps: int, levers: bool = False, compile_lever: bool = False,
-        in_process: bool = False, peak_size: int = 2048, slow_batch_size: int = 2) -> list[Row]:
+        in_process: bool = False, peak_size: int = 4096, slow_batch_size: int = 2) -> list[Row]:
     """Rows for every variant. Precisions that this CPU runs on an emulated path (bf16 without native support)
     take minutes per step at full size: they run at `slow_batch_size`, one step without warm-up. `auto` is
     measured once, as the precision it resolves to. `in_process` measures every variant in this process (quicker;
@@ -184,7 +184,7 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
         measure = measure_variant if in_process else run_in_child
         result = measure(model_name, batch, variant, repeats, warmup=not emulated)
         result["samples_per_s"] = batch / result["seconds"]
-        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak_gflops(result["precision"], peak_size) * 1e9)
+        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak(result["precision"], peak_size).gflops * 1e9)
         result["note"] = f"batch {batch}, 1 step, no warm-up: no native bf16" if emulated else ""
         results[variant] = result
         if variant == Variant("ours", auto):
