@@ -19,24 +19,30 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def cpu_model() -> str:
+def cpu_fields() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (none where there is no such file)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    if not cpuinfo.is_file():
+        return {}
+    fields = {}
+    for line in cpuinfo.read_text().split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_model() -> str:
+    """The model name, with family and model numbers: a virtual machine may name only "AMD EPYC", and the
+    generations behind that name differ twofold in vector width."""
+    fields = cpu_fields()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def cpu_flags() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return []
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            present = set(line.split(":", 1)[1].split())
-            return [flag for flag in SPEED_FLAGS if flag in present]
-    return []
+    present = set(cpu_fields().get("flags", "").split())
+    return [flag for flag in SPEED_FLAGS if flag in present]
 
 
 def machine_line() -> str:
