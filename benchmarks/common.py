@@ -1,5 +1,6 @@
 """What every benchmark shares: the machine it runs on, that machine's dense matmul peak per precision, timing
 (warm-up, then the median of several runs), model FLOPs, and result rows printed as one markdown table."""
+import contextlib
 import dataclasses
 import os
 import platform
@@ -63,6 +64,18 @@ def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run a block on `count` threads, then give back the count before it: run_all runs every benchmark in one
+    process, and the matmul peak must be measured at the count the training steps use."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 SUBJECTS = ["A man", "A woman", "Two dogs", "A little girl", "A group of people", "A cat", "An old bus", "A giraffe",
