@@ -1,10 +1,14 @@
 """Every benchmark script runs at its tiniest settings and reports its rows (a check of the scripts, not a
 measurement); the reference columns that need benchmark-only packages are left out where those are missing."""
+import torch
+
 from benchmarks import run_all, train_step
 
 
 def test_every_benchmark_runs_and_reports_a_table(tmp_path, capsys):
+    threads = torch.get_num_threads()
     report = run_all.main(["--quick", "--interleave", "2", "--output", str(tmp_path / "results.md")])
+    assert torch.get_num_threads() == threads  # the one-thread benchmarks give the count back
     assert (tmp_path / "results.md").read_text() == report
     assert "dense matmul peak" in report
     for benchmark in ("train_step", "memory", "eval", "data", "tokenizer"):
