@@ -1,5 +1,6 @@
 """What every benchmark shares: the machine it runs on, that machine's dense matmul peak per precision, timing
 (warm-up, then the median of several runs), model FLOPs, and result rows printed as one markdown table."""
+import contextlib
 import dataclasses
 import os
 import platform
@@ -7,6 +8,7 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,24 +20,30 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def cpu_model() -> str:
+def cpu_fields() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (none where there is no such file)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    if not cpuinfo.is_file():
+        return {}
+    fields = {}
+    for line in cpuinfo.read_text().split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_model() -> str:
+    """The model name, with family and model numbers: a virtual machine may name only "AMD EPYC", and the
+    generations behind that name differ twofold in vector width."""
+    fields = cpu_fields()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def cpu_flags() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return []
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            present = set(line.split(":", 1)[1].split())
-            return [flag for flag in SPEED_FLAGS if flag in present]
-    return []
+    present = set(cpu_fields().get("flags", "").split())
+    return [flag for flag in SPEED_FLAGS if flag in present]
 
 
 def machine_line() -> str:
@@ -58,6 +66,18 @@ def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run a block on `count` threads, then give back the count before it: run_all runs every benchmark in one
+    process, and the matmul peak must be measured at the count the training steps use."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 SUBJECTS = ["A man", "A woman", "Two dogs", "A little girl", "A group of people", "A cat", "An old bus", "A giraffe",
             "Several zebras", "A young boy", "A plate", "A red fire hydrant", "The kitchen", "A skateboarder"]
 VERBS = ["riding", "sitting on", "standing next to", "holding", "looking at", "eating", "walking down", "parked near",
@@ -74,35 +94,71 @@ def coco_like_captions(count: int, seed: int = 0) -> list[str]:
             for _ in range(count)]
 
 
+class MatmulPeak(NamedTuple):
+    gflops: float
+    side: int  # the side measured: smaller than asked for a precision this CPU only emulates
 
-_peaks: dict[tuple[str, int], float] = {}
+
+_peaks: dict[tuple[str, int, int], MatmulPeak] = {}
 
 
-def matmul_peak_gflops(precision: str, size: int = 2048, repeats: int = 5) -> float:
-    """Measured dense matmul rate (GFLOP/s) of square products of side `size` on this machine, cached per process:
-    the fastest of `repeats` products, as a peak is what the machine can do. Where one product takes over a second
-    (bf16 without native support), the side is halved until it does not."""
-    if (precision, size) not in _peaks:
-        side = size
-        while True:
-            a, b = (torch.randn(side, side, dtype=DTYPES[precision]) for _ in range(2))
-            first = median_seconds(lambda: a @ b, warmup=0, repeats=1)
-            if first < 1.0 or side <= 256:
-                break
-            side //= 2
-        seconds = min(median_seconds(lambda: a @ b, warmup=0, repeats=1) for _ in range(repeats))
-        _peaks[precision, size] = 2 * side ** 3 / seconds / 1e9
-    return _peaks[precision, size]
+def matmul_peak(precision: str, size: int = 4096, products: int = 5) -> MatmulPeak:
+    """Measured dense matmul rate (GFLOP/s) of square products of side `size` at torch's current thread count,
+    cached per process and thread count: one untimed product (thread pool, library buffers, clocks), then `products`
+    products back to back, each timed, the fastest kept, as a peak is what the machine can do. A precision that this
+    CPU only emulates (bf16 without native support: minutes per product at 4096) halves the side while one product
+    takes over a second."""
+    key = (precision, size, torch.get_num_threads())
+    if key not in _peaks:
+        dtype, side = DTYPES[precision], size
+        if precision == "bf16" and not cpu_has_native_bf16():
+            side = emulated_side(size, dtype)
+        _peaks[key] = MatmulPeak(2 * side ** 3 / product_seconds(side, dtype, products) / 1e9, side)
+    return _peaks[key]
+
+
+def emulated_side(size: int, dtype: torch.dtype) -> int:
+    """The largest of `size`, `size`/2, `size`/4 ... (down to 256 or below) whose product takes at most about a
+    second, searched from the smallest up: one emulated product at full size takes minutes."""
+    sides = [size]
+    while sides[-1] > 256:
+        sides.append(sides[-1] // 2)
+    side = sides.pop()
+    seconds = product_seconds(side, dtype, products=1)
+    while sides and 8 * seconds <= 1.0:  # twice the side is eight times the work
+        side = sides.pop()
+        seconds = product_seconds(side, dtype, products=1)
+    return side
+
+
+def product_seconds(side: int, dtype: torch.dtype, products: int) -> float:
+    """The fastest of `products` back-to-back products of two random square matrices, after an untimed one; the
+    result goes to one preallocated tensor, so that allocation and page faults stay out of the timing."""
+    a, b = (torch.randn(side, side, dtype=dtype) for _ in range(2))
+    out = torch.empty(side, side, dtype=dtype)
+    product = lambda: torch.matmul(a, b, out=out)  # noqa: E731
+    product()
+    times = []
+    for _ in range(products):
+        start = time.perf_counter()
+        product()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def machine_report(peak_size: int) -> str:
     """The machine line and its measured matmul peak per precision: what every figure here is relative to."""
-    peaks = ", ".join(f"{precision} {matmul_peak_gflops(precision, peak_size):,.1f}" for precision in DTYPES)
-    return f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, GFLOP/s): {peaks}"
+    peaks = []
+    for precision in DTYPES:
+        peak = matmul_peak(precision, peak_size)
+        peaks.append(f"{precision} {peak.gflops:,.1f}" + (f" (at {peak.side}x{peak.side})" if peak.side != peak_size
+                                                          else ""))
+    return (f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, {torch.get_num_threads()} threads, "
+            f"GFLOP/s): {', '.join(peaks)}")
 
 
 def add_machine_arguments(parser) -> None:
-    parser.add_argument("--peak-size", type=int, default=2048, help="matrix side of the matmul peak measurement")
+    parser.add_argument("--peak-size", type=int, default=4096, help="matrix side of the matmul peak measurement")
 
 
 def training_flops_per_sample(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:

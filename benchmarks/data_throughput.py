@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import Row, add_machine_arguments, machine_report, markdown_table, median_seconds
+from benchmarks.common import (Row, add_machine_arguments, machine_report, markdown_table, median_seconds,
+                               torch_threads)
 from dataloader.config import DataConfig
 from dataloader.train_loader import build_train_loader
 from dataloader.transforms import TrainImageTransform
@@ -120,12 +121,12 @@ def quickstart_data_wait(steps: int) -> dict:
 def run(images: int, photo_size: tuple[int, int], workers: int, batch_size: int, repeats: int,
         quickstart_steps: int, image_size: int = 224) -> list[Row]:
     size_name = f"{photo_size[0]}x{photo_size[1]}"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, torch_threads(1):
         config = write_coco_folder(Path(folder), images, photo_size)
         paths = sorted(Path(config.train_img_dir).glob("*.jpg"))[:32]
         rates = one_core_rates(paths, image_size, repeats)
         loader = loader_rate(config, image_size, workers, batch_size, repeats)
-    quickstart = quickstart_data_wait(quickstart_steps)
+    quickstart = quickstart_data_wait(quickstart_steps)  # on the threads a quickstart run trains with
     wait_share = quickstart["wait_s"] / (quickstart["wait_s"] + quickstart["step_s"])
     print(f"data: one core, {size_name} JPEG -> {image_size} px: torchvision {rates['torchvision']:.0f} images/s, "
           f"ours {rates['ours']:.0f}; loader with {workers} workers {loader:.0f} images/s; quickstart steps wait "
@@ -151,7 +152,6 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--quickstart-steps", type=int, default=30)
     add_machine_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     print(machine_report(args.peak_size))
     rows = run(args.images, tuple(int(side) for side in args.photo_size.split("x")), args.workers, args.batch_size,
                args.repeats, args.quickstart_steps)

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
-                               median_seconds)
+                               median_seconds, torch_threads)
 from utils.tokenizer import tokenize
 
 
@@ -32,9 +32,9 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--repeats", type=int, default=3)
     add_machine_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     print(machine_report(args.peak_size))
-    rows = run(args.captions, args.repeats)
+    with torch_threads(1):
+        rows = run(args.captions, args.repeats)
     print(markdown_table(rows))
     return rows
 

@@ -4,12 +4,15 @@ precision used, and the peak memory (max RSS) of each. Every variant runs in a f
 thread pools and compiled code do not leak from one into the next.
 
     python -m benchmarks.train_step [--model RN50] [--batch-size 32] [--steps 3] [--levers] [--compile]
+                                    [--interleave 3]
 """
 import argparse
 import dataclasses
 import json
 import math
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
-                               matmul_peak_gflops, median_seconds, training_flops_per_sample)
+                               matmul_peak, median_seconds, training_flops_per_sample)
 from model import build_model, model_config_by_name
 from utils.tokenizer import tokenize
 from utils.precision import resolve_precision
@@ -165,11 +168,13 @@ def variants(levers: bool, compile_lever: bool, native_bf16: bool) -> list[Varia
 
 
 def run(model_name: str, batch_size: int, steps: int, levers: bool = False, compile_lever: bool = False,
-        in_process: bool = False, peak_size: int = 2048, slow_batch_size: int = 2) -> list[Row]:
+        in_process: bool = False, peak_size: int = 4096, slow_batch_size: int = 2, rounds: int = 1) -> list[Row]:
     """Rows for every variant. Precisions that this CPU runs on an emulated path (bf16 without native support)
     take minutes per step at full size: they run at `slow_batch_size`, one step without warm-up. `auto` is
     measured once, as the precision it resolves to. `in_process` measures every variant in this process (quicker;
-    the max RSS is then the running maximum)."""
+    the max RSS is then the running maximum). Each of `rounds` rounds measures every variant once, in turn, and a
+    variant's figure is the median over rounds: a change in the machine's load then hits ours and the reference
+    alike."""
     config = model_config_by_name(model_name)
     with torch.device("meta"):
         flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
@@ -177,15 +182,26 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     native_bf16 = auto == "bf16"
     print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward, "
           f"full context); auto = {auto} ({reason})")
-    results = {}
+    measure = measure_variant if in_process else run_in_child
+    plan = {}  # variant -> batch, timed steps, warm-up
     for variant in variants(levers, compile_lever, native_bf16):
         emulated = variant.precision in ("bf16", "amp_bf16") and not native_bf16
-        batch, repeats = (min(slow_batch_size, batch_size), 1) if emulated else (batch_size, steps)
-        measure = measure_variant if in_process else run_in_child
-        result = measure(model_name, batch, variant, repeats, warmup=not emulated)
-        result["samples_per_s"] = batch / result["seconds"]
-        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak_gflops(result["precision"], peak_size) * 1e9)
-        result["note"] = f"batch {batch}, 1 step, no warm-up: no native bf16" if emulated else ""
+        plan[variant] = (min(slow_batch_size, batch_size), 1, False) if emulated else (batch_size, steps, True)
+    per_round = {variant: [] for variant in plan}
+    for round_number in range(1, rounds + 1):
+        print(f"  round {round_number}/{rounds}, load {os.getloadavg()[0]:.2f}, samples/s", end="", flush=True)
+        for index, (variant, (batch, repeats, warmup)) in enumerate(plan.items()):
+            result = measure(model_name, batch, variant, repeats, warmup=warmup)
+            per_round[variant].append(result | {"samples_per_s": batch / result["seconds"]})
+            print(f"{' |' if index else ':'} {variant.name} {batch / result['seconds']:.3g}", end="", flush=True)
+        print()
+    results = {}
+    for variant, (batch, _, warmup) in plan.items():
+        result = median_over_rounds(per_round[variant])
+        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak(result["precision"], peak_size).gflops * 1e9)
+        notes = [] if warmup else [f"batch {batch}, 1 step, no warm-up: no native bf16"]
+        notes += [f"median of {rounds} interleaved rounds"] if rounds > 1 else []
+        result["note"] = "; ".join(notes)
         results[variant] = result
         if variant == Variant("ours", auto):
             results[Variant("ours", "auto")] = result
@@ -193,6 +209,13 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
               f"{result['precision']} peak  first step {result['first_step_s']:6.1f} s  max RSS "
               f"{result['max_rss_mb']:,.0f} MB {result['note']}", flush=True)
     return comparison_rows(model_name, batch_size, results)
+
+
+def median_over_rounds(rounds: list[dict]) -> dict:
+    """One variant's figures over its rounds: the median samples/s and first-step time, the largest max RSS."""
+    return {"samples_per_s": statistics.median(result["samples_per_s"] for result in rounds),
+            "first_step_s": statistics.median(result["first_step_s"] for result in rounds),
+            "max_rss_mb": max(result["max_rss_mb"] for result in rounds), "precision": rounds[0]["precision"]}
 
 
 def comparison_rows(model_name: str, batch_size: int, results: dict) -> list[Row]:
@@ -225,16 +248,21 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--levers", action="store_true", help="also measure each speed lever on and off")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (and its compile time)")
     parser.add_argument("--in-process", action="store_true", help="no process per variant (quicker, shared RSS)")
+    parser.add_argument("--interleave", type=int, default=1, metavar="ROUNDS",
+                        help="measure every variant once per round, in turn, and report the median over rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     add_machine_arguments(parser)
     args = parser.parse_args(argv)
+    if args.interleave < 1:
+        parser.error(f"--interleave {args.interleave}: the number of rounds must be at least 1")
     if args.child:
         request = json.loads(args.child)
         print(json.dumps(measure_variant(request["model"], request["batch_size"], Variant(**request["variant"]),
                                          request["steps"], request["warmup"])))
         return []
     print(machine_report(args.peak_size))
-    rows = run(args.model, args.batch_size, args.steps, args.levers, args.compile, args.in_process, args.peak_size)
+    rows = run(args.model, args.batch_size, args.steps, args.levers, args.compile, args.in_process, args.peak_size,
+               rounds=args.interleave)
     print(markdown_table(rows))
     return rows
 
