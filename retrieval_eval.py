@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def evaluate(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     precision, precision_reason = resolve_precision(args.precision, device)
-    captioned = read_coco_captions(args.annotation_file, args.image_dir)
+    captioned = read_coco_captions(args.annotation_file, args.image_dir, split="val2017")
     for path in captioned.missing:
         print(f"warning: image listed in {args.annotation_file} not found: {path}", file=sys.stderr)
     if not captioned.image_paths:

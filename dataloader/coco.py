@@ -10,14 +10,16 @@ from pycocotools.coco import COCO
 
 from utils.errors import UserError
 
-DOWNLOAD_HELP = (
-    "get COCO 2017 with: wget http://images.cocodataset.org/zips/train2017.zip "
-    "http://images.cocodataset.org/annotations/annotations_trainval2017.zip && "
-    "unzip train2017.zip -d data/coco && unzip annotations_trainval2017.zip -d data/coco "
-    "(gives data/coco/train2017/*.jpg and data/coco/annotations/captions_train2017.json)"
-)
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 REQUIRED_ANNOTATION_KEYS = ("id", "image_id", "caption")
+
+
+def download_help(split: str) -> str:
+    """How to get COCO 2017's `split` (train2017 | val2017) where the defaults expect it."""
+    return (f"get COCO 2017 with: wget http://images.cocodataset.org/zips/{split}.zip "
+            "http://images.cocodataset.org/annotations/annotations_trainval2017.zip && "
+            f"unzip {split}.zip -d data/coco && unzip annotations_trainval2017.zip -d data/coco "
+            f"(gives data/coco/{split}/*.jpg and data/coco/annotations/captions_{split}.json)")
 
 
 @dataclasses.dataclass
@@ -28,12 +30,13 @@ class CaptionedImages:
     missing: list[str]  # listed in the annotations, not on disk
 
 
-def read_coco_captions(annotation_file, image_dir) -> CaptionedImages:
+def read_coco_captions(annotation_file, image_dir, split: str = "train2017") -> CaptionedImages:
+    """The captioned images of a COCO-format file; `split` names the COCO split a missing file is explained by."""
     annotation_file, image_dir = Path(annotation_file), Path(image_dir)
     if not annotation_file.is_file():
-        raise UserError(f"COCO captions file not found: {annotation_file}; {DOWNLOAD_HELP}")
+        raise UserError(f"COCO captions file not found: {annotation_file}; {download_help(split)}")
     if not image_dir.is_dir():
-        raise UserError(f"COCO image folder not found: {image_dir}; {DOWNLOAD_HELP}")
+        raise UserError(f"COCO image folder not found: {image_dir}; {download_help(split)}")
     coco = _index(annotation_file)
     captions_by_id = {
         image_id: [annotation["caption"] for annotation in coco.imgToAnns[image_id]]
