@@ -29,9 +29,10 @@ from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
-from trainer.distributed import cleanup, setup_distributed
+from trainer.distributed import distributed_session
 from trainer.objectives import ClassificationObjective
 from trainer.trainer import train
+from utils.cli import run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
 from utils.precision import resolve_precision
@@ -58,6 +59,7 @@ class FinetuneConfig(TrainerConfig):
 class Splits:
     name: str
     class_names: list[str]
+    default_templates: str  # the set's prompt templates (evaluation/templates/)
     train: Dataset  # (decoded PIL image, label) or UnreadableImage
     test: Dataset  # (preprocessed tensor, label) or UnreadableImage
 
@@ -102,17 +104,18 @@ def read_splits(data: LabelledDataConfig, train_side: int, preprocess, test_side
         if test_set.class_names != train_set.class_names:
             raise UserError(f"the test images ({data.test_dir}) have classes {test_set.class_names[:5]}..., the "
                             f"training images ({data.data_dir}) {train_set.class_names[:5]}...: they must match")
-        return Splits(train_set.name, train_set.class_names, train_set.dataset, test_set.dataset)
+        return Splits(train_set.name, train_set.class_names, train_set.default_templates, train_set.dataset,
+                      test_set.dataset)
     test_set = read(data.data_dir, preprocess, test_side)
     kept, held_out = stratified_split(torch.tensor(train_set.dataset.labels), data.test_fraction, data.split_seed)
-    return Splits(train_set.name, train_set.class_names, Subset(train_set.dataset, kept.tolist()),
-                  Subset(test_set.dataset, held_out.tolist()))
+    return Splits(train_set.name, train_set.class_names, train_set.default_templates,
+                  Subset(train_set.dataset, kept.tolist()), Subset(test_set.dataset, held_out.tolist()))
 
 
-def build_classifier(clip_model, class_names: list[str], config: FinetuneConfig, device, precision) -> ImageClassifier:
-    head_weight = None
+def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device, precision) -> ImageClassifier:
+    class_names, head_weight = splits.class_names, None
     if config.head == "zeroshot":
-        template_set, templates = load_templates(config.templates or default_templates(config.data))
+        template_set, templates = load_templates(config.templates or splits.default_templates)
         print(f"head: the zero-shot classifier of {len(class_names)} classes, templates {template_set}")
         text_head = zero_shot_head(clip_model.to(device), class_names, templates, device, precision)
         # scaled as in CLIP's logits, so the softmax starts as sharp as the zero-shot model's
@@ -121,11 +124,8 @@ def build_classifier(clip_model, class_names: list[str], config: FinetuneConfig,
     return ImageClassifier(clip_model.visual, classifier_config, head_weight)
 
 
-def default_templates(data: LabelledDataConfig) -> str:
-    return "cifar" if data.dataset_type == "cifar" else "imagenet"
-
-
-def report_test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device, precision) -> None:
+def report_test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
+                         precision: str) -> None:
     loader = DataLoader(splits.test, batch_size=config.train.batch_size, num_workers=config.data.num_workers,
                         collate_fn=collate_readable, pin_memory=device.type == "cuda")
     classifier.eval()
@@ -143,13 +143,14 @@ def report_test_accuracy(classifier: ImageClassifier, splits: Splits, config: Fi
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    ctx = None
-    try:
-        config = load_config(args)
-        if config.train.num_threads:
-            torch.set_num_threads(config.train.num_threads)
-        ctx = setup_distributed()
+    return run_command(fine_tune, parse_args(argv))
+
+
+def fine_tune(args) -> int:
+    config = load_config(args)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    with distributed_session() as ctx:
         precision, _ = resolve_precision(config.train.precision, ctx.device)
         seed_everything(config.train.seed)
         clip_model, preprocess = load_model(config.checkpoint_path)
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
         transform = train_transform(config.data, image_config.image_size, image_config.image_mean,
                                     image_config.image_std)
         splits = read_splits(config.data, transform.decode_side, preprocess, image_config.image_size)
-        classifier = build_classifier(clip_model, splits.class_names, config, ctx.device, precision)
+        classifier = build_classifier(clip_model, splits, config, ctx.device, precision)
         del clip_model  # the text tower is not needed any more: free its memory
         loader = build_labelled_train_loader(splits.train, transform, config.data, batch_size=config.train.batch_size,
                                              rank=ctx.rank, world_size=ctx.world_size, seed=config.train.seed,
@@ -167,12 +168,6 @@ def main(argv=None) -> int:
         if exit_code == 0 and ctx.is_main:
             report_test_accuracy(classifier, splits, config, ctx.device, precision)
         return exit_code
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if ctx is not None:
-            cleanup()
 
 
 if __name__ == "__main__":

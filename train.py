@@ -20,11 +20,11 @@ from dataloader.train_loader import build_train_loader
 from model import build_model, model_config_by_name
 from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
-from trainer.distributed import barrier, cleanup, setup_distributed
+from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
 from trainer.trainer import train
 from utils.config import as_dict, load_layered, read_yaml
-from utils.errors import UserError
+from utils.cli import run_command
 from utils.seeding import seed_everything
 import zeroshot_eval
 
@@ -72,14 +72,15 @@ def load_run_config(args) -> RunConfig:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    ctx = None
-    try:
-        config = load_run_config(args)
-        model_config = model_config_by_name(config.model.name, config.model.overrides)
-        if config.train.num_threads:
-            torch.set_num_threads(config.train.num_threads)
-        ctx = setup_distributed()
+    return run_command(run_training, parse_args(argv))
+
+
+def run_training(args) -> int:
+    config = load_run_config(args)
+    model_config = model_config_by_name(config.model.name, config.model.overrides)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    with distributed_session() as ctx:
         if config.synthetic_data and ctx.is_main and ensure_synthetic_dataset(config.synthetic_data):
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()
@@ -94,12 +95,6 @@ def main(argv=None) -> int:
         if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
             return evaluate_final_checkpoint(config)
         return exit_code
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if ctx is not None:
-            cleanup()
 
 
 def evaluate_final_checkpoint(config: RunConfig) -> int:

@@ -54,16 +54,21 @@ def machine_line() -> str:
             f"load average {load}")
 
 
-def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
-    """Median wall time of `repeats` calls of `run()` after `warmup` untimed ones."""
-    for _ in range(warmup):
-        run()
+def wall_times(run, repeats: int) -> list[float]:
+    """Seconds taken by each of `repeats` calls of `run()`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
+    """Median wall time of `repeats` calls of `run()` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run()
+    return statistics.median(wall_times(run, repeats))
 
 
 @contextlib.contextmanager
@@ -138,12 +143,7 @@ def product_seconds(side: int, dtype: torch.dtype, products: int) -> float:
     out = torch.empty(side, side, dtype=dtype)
     product = lambda: torch.matmul(a, b, out=out)  # noqa: E731
     product()
-    times = []
-    for _ in range(products):
-        start = time.perf_counter()
-        product()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(wall_times(product, products))
 
 
 def machine_report(peak_size: int) -> str:

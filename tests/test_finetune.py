@@ -96,7 +96,8 @@ def test_zeroshot_head_starts_as_the_zero_shot_classifier(clip_checkpoint):
                                                        "unused", "--templates", "a photo of a {}."]))
     clip_model, _ = load_model(clip_checkpoint)
     names = ["red circle", "blue square", "green triangle"]
-    classifier = finetune.build_classifier(clip_model, names, config, "cpu", "fp32").eval()
+    splits = finetune.Splits("shapes", names, "imagenet", train=None, test=None)
+    classifier = finetune.build_classifier(clip_model, splits, config, "cpu", "fp32").eval()
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         expected = clip_model.logit_scale.exp() * F.normalize(clip_model.encode_image(images), dim=-1) @ \

@@ -1,5 +1,6 @@
 """Training through `python train.py`: skipped images are counted, a diverging run stops without saving its NaN
-state, the logit scale is capped at 100, a config typo is one line naming the nearest key."""
+state, the logit scale is capped at 100, a config typo is one line naming the nearest key; (slow) a compiled run
+follows the eager one."""
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from trainer.checkpointing import list_checkpoints
 from trainer.config import OptimizerConfig
 from trainer.objectives import ContrastiveObjective
 from trainer.optim import MAX_LOGIT_SCALE, build_optimizer, optimizer_step
+from trainer.run_log import read_log
 from utils.checkpoint import load_checkpoint
 
 
@@ -55,3 +57,14 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(coco_dataset, tm
     (kept,) = list_checkpoints(tmp_path)
     payload = load_checkpoint(kept)
     assert payload["step"] == 3 and all(torch.isfinite(tensor).all() for tensor in payload["model"].values())
+
+
+@pytest.mark.slow  # compiling takes a minute or more on two CPU cores
+def test_compiled_training_follows_the_eager_run(coco_dataset, tmp_path):
+    losses = {}
+    for mode in ("false", "true"):
+        result = run(train_command(coco_dataset, tmp_path / mode, "train.epochs=1", f"train.compile={mode}"))
+        assert result.returncode == 0, result.stderr
+        losses[mode] = [record["loss"] for record in read_log(tmp_path / mode)]
+    assert len(losses["true"]) == 6
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)  # fused kernels sum in another order

@@ -1,5 +1,6 @@
 """Everything that touches torch.distributed: one process per device under torchrun (NCCL on CUDA, gloo on CPU),
 or a plain single process without it. The rest of the code asks this module, never torch.distributed."""
+import contextlib
 import dataclasses
 import os
 
@@ -103,3 +104,12 @@ def rank() -> int:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session():
+    """setup_distributed() for the `with` block, and the process group torn down however the block ends."""
+    try:
+        yield setup_distributed()
+    finally:
+        cleanup()

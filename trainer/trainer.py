@@ -33,6 +33,8 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     model.to(ctx.device).train()
     if loop.channels_last:
         model.to(memory_format=torch.channels_last)
+    if loop.compile:
+        model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir)

@@ -8,12 +8,12 @@ from utils.errors import UserError
 
 
 def run_command(command, args) -> int:
+    """`command(args)`'s exit code (None counts as 0); a UserError is one line on stderr and exit code 2."""
     try:
-        command(args)
+        return command(args) or 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
