@@ -29,7 +29,7 @@ from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
-from trainer.distributed import distributed_session
+from trainer.distributed import distributed_session, rank
 from trainer.objectives import ClassificationObjective
 from trainer.trainer import train
 from utils.cli import run_command
@@ -116,7 +116,8 @@ def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device,
     class_names, head_weight = splits.class_names, None
     if config.head == "zeroshot":
         template_set, templates = load_templates(config.templates or splits.default_templates)
-        print(f"head: the zero-shot classifier of {len(class_names)} classes, templates {template_set}")
+        if rank() == 0:
+            print(f"head: the zero-shot classifier of {len(class_names)} classes, templates {template_set}")
         text_head = zero_shot_head(clip_model.to(device), class_names, templates, device, precision)
         # scaled as in CLIP's logits, so the softmax starts as sharp as the zero-shot model's
         head_weight = clip_model.logit_scale.exp().item() * text_head.T.cpu()
