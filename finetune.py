@@ -11,6 +11,7 @@ and the curves are the trainer's. At the end the fine-tuned classifier is tested
 """
 import argparse
 import dataclasses
+import json
 import sys
 import typing
 from pathlib import Path
@@ -22,7 +23,7 @@ from dataloader.config import LabelledDataConfig
 from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
 from dataloader.splits import stratified_split
-from evaluation.metrics import summarise
+from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import classify, zero_shot_head
@@ -125,22 +126,25 @@ def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device,
     return ImageClassifier(clip_model.visual, classifier_config, head_weight)
 
 
-def report_test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
-                         precision: str) -> None:
+def test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
+                  precision: str) -> ClassificationResult:
     loader = DataLoader(splits.test, batch_size=config.train.batch_size, num_workers=config.data.num_workers,
                         collate_fn=collate_readable, pin_memory=device.type == "cuda")
-    classifier.eval()
+    classifier.to(device).eval()
     tally, unreadable = classify(classifier, loader, classifier.head.weight.detach().float().T, device, precision,
                                  channels_last=config.train.channels_last)
     for image in unreadable:
         print(f"warning: skipped unreadable image {image.path} ({image.reason})", file=sys.stderr)
-    result = summarise(tally, splits.class_names)
+    return summarise(tally, splits.class_names)
+
+
+def report(result: ClassificationResult, splits: Splits, config: FinetuneConfig, name: str, precision: str) -> None:
+    """<dataset>_<name>.txt/.json in the run folder."""
     run_info = {"checkpoint": config.checkpoint_path, "dataset": splits.name, "head": config.head,
                 "freeze_backbone": config.freeze_backbone, "num_train_images": len(splits.train),
                 "epochs": config.train.epochs, "precision": precision, "run_dir": config.output_dir}
-    text_path, json_path = write_reports(result, config.output_dir, f"{splits.name}_finetune", run_info)
-    print("\n".join(summary_lines(result)))
-    print(f"wrote {text_path}, {json_path}")
+    text_path, json_path = write_reports(result, config.output_dir, f"{splits.name}_{name}", run_info)
+    print(f"{name}: " + ", ".join(summary_lines(result)) + f" (wrote {text_path}, {json_path})")
 
 
 def main(argv=None) -> int:
@@ -164,10 +168,19 @@ def fine_tune(args) -> int:
         loader = build_labelled_train_loader(splits.train, transform, config.data, batch_size=config.train.batch_size,
                                              rank=ctx.rank, world_size=ctx.world_size, seed=config.train.seed,
                                              pin_memory=ctx.device.type == "cuda")
+        start_report = Path(config.output_dir) / f"{splits.name}_zero_shot_start.json"
+        if config.head == "zeroshot" and ctx.is_main and not start_report.is_file():
+            # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
+            report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
+                   "zero_shot_start", precision)
         exit_code = train(config, classifier, loader, ClassificationObjective(), ctx, as_dict(config),
                           resume=args.resume)
         if exit_code == 0 and ctx.is_main:
-            report_test_accuracy(classifier, splits, config, ctx.device, precision)
+            tuned = test_accuracy(classifier, splits, config, ctx.device, precision)
+            report(tuned, splits, config, "finetune", precision)
+            if start_report.is_file():
+                start = json.loads(start_report.read_text())
+                print(f"top-1: {start['top1']:.2f} % zero-shot, {tuned.top1:.2f} % fine-tuned")
         return exit_code
 
 

@@ -8,11 +8,12 @@ from PIL import Image
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def load_rgb_image(path, min_side: int) -> Image.Image:
+def load_rgb_image(path, min_side: int | None) -> Image.Image:
     """Open `path` as RGB, decoded no smaller than `min_side` pixels on its shorter side where the format allows
-    reduced decoding. Raises OSError (PIL's UnidentifiedImageError included) for missing or corrupt files."""
+    reduced decoding (None: full size). Raises OSError (PIL's UnidentifiedImageError included) for missing or
+    corrupt files."""
     with Image.open(path) as image:
-        if image.format == "JPEG":
+        if image.format == "JPEG" and min_side is not None:
             width, height = image.size
             scale = min_side / min(width, height)
             image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))

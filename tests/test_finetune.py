@@ -1,15 +1,20 @@
 """Fine-tuning through `python finetune.py`: it resumes exactly like training (SIGKILL mid-run → bit-identical
-final weights), a frozen backbone stays bit-identical, the zero-shot head starts as the zero-shot classifier, the
-test images are held out from training and scored, and bad input is one line."""
+final weights), a frozen backbone stays bit-identical, the zero-shot head starts as the zero-shot classifier (and
+the starting report is the zero-shot accuracy), the test images are held out and scored, bad input is one line."""
+import dataclasses
 import json
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
 
+from dataloader.eval_datasets import collate_readable, read_eval_set
+from dataloader.splits import stratified_split
 from dataloader.synthetic import SyntheticDataConfig, class_names, write_eval_set
-from evaluation.zeroshot import zero_shot_head
+from evaluation.metrics import summarise
+from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from training_runs import REPO, assert_bit_identical, final_weights, run, start, wait_for
@@ -62,6 +67,18 @@ def test_run_trains_every_step_and_reports_held_out_accuracy(uninterrupted_run):
     payload = load_checkpoint(list_checkpoints(uninterrupted_run)[-1])
     assert payload["model_config"]["class_names"] == sorted(class_names())  # folder order
     assert payload["model"]["head.weight"].shape == (12, payload["model_config"]["backbone"]["embed_dim"])
+
+
+def test_starting_report_is_the_zero_shot_accuracy_of_the_held_out_images(clip_checkpoint, class_folders,
+                                                                          uninterrupted_run):
+    clip_model, preprocess = load_model(clip_checkpoint)
+    images = read_eval_set("folder", class_folders, preprocess)
+    _, held_out = stratified_split(torch.tensor(images.dataset.labels), 0.2, seed=0)
+    head = zero_shot_head(clip_model, images.class_names, ["a photo of a {}."], "cpu")
+    loader = DataLoader(Subset(images.dataset, held_out.tolist()), batch_size=5, collate_fn=collate_readable)
+    expected = summarise(classify(clip_model, loader, head, "cpu", progress=False)[0], images.class_names)
+    start = json.loads((uninterrupted_run / "eval_zero_shot_start.json").read_text())
+    assert start["per_class"] == [dataclasses.asdict(score) for score in expected.per_class]
 
 
 def test_resume_after_sigkill_is_bit_identical(clip_checkpoint, class_folders, uninterrupted_run, tmp_path):
