@@ -1,10 +1,12 @@
 """Fine-tuning through `python finetune.py`: it resumes exactly like training (SIGKILL mid-run → bit-identical
 final weights), a frozen backbone stays bit-identical, the zero-shot head starts as the zero-shot classifier (and
-the starting report is the zero-shot accuracy), the test images are held out and scored, bad input is one line."""
+the starting report is the zero-shot accuracy), the test images are held out and scored (CIFAR: its own splits),
+bad input is one line."""
 import dataclasses
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from trainer.checkpointing import list_checkpoints
 from training_runs import REPO, assert_bit_identical, final_weights, run, start, wait_for
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
 from utils.seeding import seed_everything
+from zeroshot_fixtures import write_cifar
 
 PER_CLASS, BATCH, EPOCHS = 5, 8, 2  # 12 classes: 48 training images (1 per class held out), 6 steps per epoch
 TOTAL_STEPS = EPOCHS * (12 * (PER_CLASS - 1) // BATCH)
@@ -135,3 +138,19 @@ def test_bad_input_is_one_line(clip_checkpoint, class_folders, uninterrupted_run
     as_clip = run([sys.executable, str(REPO / "zeroshot_eval.py"), "--checkpoint_path", str(classifier),
                    "--dataset_type", "folder", "--data_dir", str(class_folders)])
     assert as_clip.returncode == 2 and "a fine-tuned classifier (finetune.py), not a CLIP model" in as_clip.stderr
+
+
+def test_cifar_trains_on_its_train_batches_and_tests_on_its_test_batch(clip_checkpoint, tmp_path):
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    generator = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 20)):
+        labels = [index % 10 for index in range(count)]
+        images = generator.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        write_cifar(tmp_path / "cifar", "cifar10", images, labels, names, split=split)
+    result = run(finetune_command(clip_checkpoint, tmp_path / "cifar", tmp_path / "run", "--dataset_type", "cifar",
+                                  "--dataset", "cifar10", "train.epochs=1"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 40 // BATCH
+    report = json.loads((tmp_path / "run" / "CIFAR10_finetune.json").read_text())
+    assert report["num_images"] == 20 and report["num_train_images"] == 40
+    assert [score["name"] for score in report["per_class"]] == names
