@@ -9,7 +9,6 @@ Training images come from --data_dir (CIFAR: its training batches); test images 
 batch, or else a seeded stratified --test_fraction of the training folder. Features are cached in --cache_dir.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
-from utils.cli import parse_with_config, run_command
+from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -63,10 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--k_shot", type=k_values, nargs="+", default=None,
                         help="also fit probes on K images per class, e.g. 1,2,4,8,16")
     parser.add_argument("--k_shot_seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    add_inference_arguments(parser, batch_size=128)
     parser.add_argument("--cache_dir", default="feature_cache")
     parser.add_argument("--output_dir", default="linear_probe_output")
     args = parse_with_config(parser, argv)

@@ -9,7 +9,6 @@ Every image is scored with all of its captions: image -> text counts a hit when 
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from evaluation.features import cached_image_features, extract_image_features, e
     feature_cache_file
 from evaluation.retrieval import DEFAULT_KS, feature_retrieval_recall
 from model import load_model
-from utils.cli import parse_with_config, run_command
+from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -34,10 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotation_file", required=True, help="COCO-format captions JSON")
     parser.add_argument("--image_dir", required=True)
     parser.add_argument("--name", default=None, help="name of the result files (default: the captions file's name)")
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    add_inference_arguments(parser, batch_size=128)
     parser.add_argument("--cache_dir", default="feature_cache")
     parser.add_argument("--output_dir", default="retrieval_output")
     return parse_with_config(parser, argv)

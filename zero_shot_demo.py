@@ -15,7 +15,7 @@ from evaluation.figures import plot_top_predictions
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
-from utils.cli import run_command
+from utils.cli import add_inference_arguments, run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -40,9 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--show_prediction", action="store_true",
                         help="save a figure of each image beside its top classes in --output_dir")
     parser.add_argument("--output_dir", default="demo_output")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    add_inference_arguments(parser, batch_size=32, loader_workers=False)
     return parser.parse_args(argv)
 
 

@@ -6,7 +6,6 @@
 """
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -23,7 +22,7 @@ from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import classify_with_heads, zero_shot_head
 from model import load_model
 from model.inference import prepare_for_inference
-from utils.cli import run_command
+from utils.cli import add_inference_arguments, run_command
 from utils.errors import UserError
 from utils.precision import resolve_precision
 
@@ -43,10 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a template set ({', '.join(template_set_names())}), a file with one template per "
                              "line, or one template such as 'a photo of a {}.' (default: the dataset's set); "
                              "several: each is reported on the same images, to pick the best prompts")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    add_inference_arguments(parser, batch_size=64)
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True,
                         help="channels-last image tensors for a ResNet tower (faster convolutions on CPUs)")
     parser.add_argument("--output_dir", default="zero_shot_eval_output")

@@ -1,10 +1,14 @@
 """What every entry script does around its work: user errors become one line on stderr and exit code 2."""
 import argparse
 import difflib
+import os
 import sys
+
+import torch
 
 from utils.config import read_yaml
 from utils.errors import UserError
+from utils.precision import PRECISIONS
 
 
 def run_command(command, args) -> int:
@@ -14,6 +18,16 @@ def run_command(command, args) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int, loader_workers: bool = True) -> None:
+    """The options every evaluation script shares: --batch_size, --num_workers (image decoding processes, when the
+    script uses a DataLoader), --device and --precision."""
+    parser.add_argument("--batch_size", type=int, default=batch_size)
+    if loader_workers:
+        parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
