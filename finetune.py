@@ -23,6 +23,7 @@ from dataloader.config import LabelledDataConfig
 from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
 from dataloader.splits import stratified_split
+from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates
@@ -30,13 +31,12 @@ from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
-from trainer.distributed import distributed_session, rank
+from trainer.distributed import all_gather_object, distributed_session, rank
 from trainer.objectives import ClassificationObjective
 from trainer.trainer import train
 from utils.cli import run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
-from utils.precision import resolve_precision
 from utils.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parent
@@ -156,9 +156,12 @@ def fine_tune(args) -> int:
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     with distributed_session() as ctx:
-        precision, _ = resolve_precision(config.train.precision, ctx.device)
         seed_everything(config.train.seed)
         clip_model, preprocess = load_model(config.checkpoint_path)
+        # the zero-shot head and the test scores: inference, at the precision rank 0 finds fastest for it
+        precision = all_gather_object(choose_inference_precision(
+            config.train.precision, clip_model.to(ctx.device).eval(), ctx.device, config.train.batch_size,
+            channels_last=False).precision)[0]
         image_config = clip_model.config
         transform = train_transform(config.data, image_config.image_size, image_config.image_mean,
                                     image_config.image_std)

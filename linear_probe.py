@@ -21,6 +21,7 @@ from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eva
 from dataloader.splits import stratified_split
 from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
 from evaluation.figures import plot_k_shot_accuracy
+from evaluation.inference_precision import choose_inference_precision
 from evaluation.k_shot import run_k_shot
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
@@ -30,7 +31,6 @@ from evaluation.zeroshot import zero_shot_head
 from model import load_model
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
-from utils.precision import resolve_precision
 
 
 def k_values(text: str) -> list[int]:
@@ -126,9 +126,10 @@ def zero_shot_top1(model, eval_set, templates_spec, test: ImageFeatures, device,
 
 def evaluate(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    precision, precision_reason = resolve_precision(args.precision, device)
     model, preprocess = load_model(args.checkpoint_path, device=device)
-    print(f"image features in {precision} ({precision_reason})")
+    decision = choose_inference_precision(args.precision, model.eval(), device, args.batch_size, channels_last=False)
+    precision = decision.precision
+    print(f"image features in {decision.describe()}")
     eval_set, train, test = train_and_test_features(args, model, preprocess, device, precision)
     num_classes = len(eval_set.class_names)
 

@@ -19,11 +19,11 @@ from dataloader.coco import read_coco_captions
 from dataloader.eval_datasets import ImageFiles, collate_readable
 from evaluation.features import cached_image_features, extract_image_features, extract_text_features, \
     feature_cache_file
+from evaluation.inference_precision import choose_inference_precision
 from evaluation.retrieval import DEFAULT_KS, feature_retrieval_recall
 from model import load_model
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
-from utils.precision import resolve_precision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,16 +41,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def evaluate(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    precision, precision_reason = resolve_precision(args.precision, device)
     captioned = read_coco_captions(args.annotation_file, args.image_dir, split="val2017")
     for path in captioned.missing:
         print(f"warning: image listed in {args.annotation_file} not found: {path}", file=sys.stderr)
     if not captioned.image_paths:
         raise UserError(f"none of the images of {args.annotation_file} is in {args.image_dir}")
     model, preprocess = load_model(args.checkpoint_path, device=device)
+    decision = choose_inference_precision(args.precision, model, device, args.batch_size, channels_last=False)
+    precision = decision.precision
     name = args.name or Path(args.annotation_file).stem
     print(f"{name}: {len(captioned.image_paths)} images, {sum(map(len, captioned.captions))} captions, "
-          f"{precision} ({precision_reason})")
+          f"{decision.describe()}")
 
     # An image's label is its index, so the unreadable ones can be dropped with their captions afterwards.
     images = ImageFiles([Path(path) for path in captioned.image_paths], list(range(len(captioned.image_paths))),

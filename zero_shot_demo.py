@@ -12,12 +12,12 @@ import torch
 from dataloader.class_names import cifar100_class_names, read_class_name_file
 from dataloader.image_io import load_readable_images
 from evaluation.figures import plot_top_predictions
+from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
 from utils.cli import add_inference_arguments, run_command
 from utils.errors import UserError
-from utils.precision import resolve_precision
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
 DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the image sharp, not at model size
@@ -69,11 +69,12 @@ def image_paths(args: argparse.Namespace) -> list[Path]:
 
 def run_demo(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    precision, _ = resolve_precision(args.precision, device)
     class_names = demo_class_names(args)
     _, templates = load_templates(args.templates)
     model, preprocess = load_model(args.checkpoint_path, device=device)
     model.eval()
+    precision = choose_inference_precision(args.precision, model, device, args.batch_size,
+                                           channels_last=False).precision
 
     loaded, skipped = load_readable_images(image_paths(args), max(model.config.image_size, DISPLAY_SIDE))
     for path, reason in skipped:

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
 from evaluation.figures import plot_per_class_accuracy
+from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import summarise
 from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates, template_set_names
@@ -24,7 +25,6 @@ from model import load_model
 from model.inference import prepare_for_inference
 from utils.cli import add_inference_arguments, run_command
 from utils.errors import UserError
-from utils.precision import resolve_precision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,9 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def evaluate(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    precision, precision_reason = resolve_precision(args.precision, device)
     model, preprocess = load_model(args.checkpoint_path, device=device)
     model = prepare_for_inference(model, args.channels_last)
+    decision = choose_inference_precision(args.precision, model, device, args.batch_size, args.channels_last)
+    precision = decision.precision
     eval_set = read_eval_set(args.dataset_type, args.data_dir, preprocess, dataset_name=args.dataset,
                              min_side=model.config.image_size, class_names_file=args.classnames)
     template_sets = [load_templates(spec) for spec in args.templates or [eval_set.default_templates]]
@@ -62,7 +63,7 @@ def evaluate(args: argparse.Namespace) -> None:
         raise UserError(f"--templates names a template set twice: {', '.join(names)}")
     print(f"{eval_set.name}: {len(eval_set.dataset)} images, {len(eval_set.class_names)} classes, "
           + ", ".join(f"{len(templates)} template(s) '{name}'" for name, templates in template_sets)
-          + f", {precision} ({precision_reason})")
+          + f", {decision.describe()}")
 
     heads = [zero_shot_head(model, eval_set.class_names, templates, device, precision)
              for _, templates in template_sets]

@@ -3,54 +3,25 @@
 import contextlib
 import dataclasses
 import os
-import platform
 import random
 import statistics
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils.precision import cpu_has_native_bf16
+from utils.machine import cpu_flags, cpu_model
+from utils.precision import cpu_bf16_unit
 
-# CPU features that decide which precision is fast: AVX-512 and AMX run bf16 natively, AVX2 alone does not.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def cpu_fields() -> dict[str, str]:
-    """The first processor's fields in /proc/cpuinfo (none where there is no such file)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return {}
-    fields = {}
-    for line in cpuinfo.read_text().split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields
-
-
-def cpu_model() -> str:
-    """The model name, with family and model numbers: a virtual machine may name only "AMD EPYC", and the
-    generations behind that name differ twofold in vector width."""
-    fields = cpu_fields()
-    if "model name" not in fields:
-        return platform.processor() or platform.machine()
-    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
-
-
-def cpu_flags() -> list[str]:
-    present = set(cpu_fields().get("flags", "").split())
-    return [flag for flag in SPEED_FLAGS if flag in present]
 
 
 def machine_line() -> str:
     """One line naming what the figures depend on; the load average says how busy the machine was."""
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (f"{cpu_model()}, {os.cpu_count()} CPUs, flags: {' '.join(cpu_flags()) or 'none seen'}; native bf16: "
-            f"{cpu_has_native_bf16()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"{cpu_bf16_unit() or 'none'}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"load average {load}")
 
 
@@ -116,7 +87,7 @@ def matmul_peak(precision: str, size: int = 4096, products: int = 5) -> MatmulPe
     key = (precision, size, torch.get_num_threads())
     if key not in _peaks:
         dtype, side = DTYPES[precision], size
-        if precision == "bf16" and not cpu_has_native_bf16():
+        if precision == "bf16" and not cpu_bf16_unit():
             side = emulated_side(size, dtype)
         _peaks[key] = MatmulPeak(2 * side ** 3 / product_seconds(side, dtype, products) / 1e9, side)
     return _peaks[key]

@@ -26,7 +26,8 @@ from model import build_model, model_config_by_name
 from model.config import OPENAI_MEAN, OPENAI_STD
 from model.preprocess import image_transform
 from utils.config import read_yaml
-from utils.precision import resolve_precision
+from trainer.precision_choice import training_workload
+from utils.precision_calibration import decide_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "test_images"
@@ -101,7 +102,8 @@ def quickstart_data_wait(steps: int) -> dict:
         model = build_model(model_config).train()
         optimizer, objective = build_optimizer(model, OptimizerConfig()), ContrastiveObjective()
         scaler, device = torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu")
-        precision, _ = resolve_precision("auto", device)
+        precision = decide_precision("auto", device, training_workload(model, objective, batch_size, device,
+                                                                       channels_last=False)).precision
         waits, computes = [], []
         batches = (batch for epoch in range(steps + 1) for batch in loader.epoch(epoch))
         for _ in range(steps + 1):

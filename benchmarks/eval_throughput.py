@@ -17,7 +17,7 @@ from dataloader.eval_datasets import Batch
 from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, model_config_by_name
 from model.inference import prepare_for_inference
-from utils.precision import resolve_precision
+from evaluation.inference_precision import choose_inference_precision
 from utils.tokenizer import tokenize
 
 CLASS_NAMES = ["cat", "dog", "car", "bird", "ship", "horse", "frog", "truck", "deer", "airplane"]
@@ -75,17 +75,18 @@ def timed(run, images: int, repeats: int):
 
 def run(model_name: str, batch_size: int, batch_count: int, repeats: int, single_images: int = 16) -> list[Row]:
     device = torch.device("cpu")
-    precision, reason = resolve_precision("auto", device)
     config = model_config_by_name(model_name)
     torch.manual_seed(0)
     model = build_model(config).eval()
+    decision = choose_inference_precision("auto", model, device, batch_size)
+    precision = decision.precision
     reference = open_clip_model(config).eval()
     reference.load_state_dict(model.state_dict())
     generator = torch.Generator().manual_seed(0)
     images = [torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
               for _ in range(batch_count)]
     count = batch_size * batch_count
-    print(f"eval: {model_name}, batch {batch_size}, {count} images; ours at auto = {precision} ({reason})")
+    print(f"eval: {model_name}, batch {batch_size}, {count} images; ours at auto = {decision.describe()}")
 
     references = {}
     single = [(images[0][:single_images], None)]

@@ -24,7 +24,10 @@ from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, m
                                matmul_peak, median_seconds, training_flops_per_sample)
 from model import build_model, model_config_by_name
 from utils.tokenizer import tokenize
-from utils.precision import resolve_precision
+from trainer.objectives import ContrastiveObjective
+from trainer.precision_choice import training_workload
+from utils.precision import hardware_choice
+from utils.precision_calibration import decide_precision
 
 REFERENCE = "open_clip"
 LONGEST_CAPTION = 32
@@ -64,13 +67,11 @@ def example_batch(config, batch_size: int, longest_caption: int = LONGEST_CAPTIO
 def our_step(config, variant: Variant, images, tokens):
     """A closure running one step of the trainer's own code path (set-up, forward + loss + backward, AdamW step,
     logit-scale clamp)."""
-    from trainer.objectives import ContrastiveObjective
     from trainer.optim import build_optimizer, optimizer_step
     from trainer.config import OptimizerConfig
     from trainer.trainer import accumulate_gradients
 
-    device = torch.device("cpu")
-    precision, _ = resolve_precision(variant.precision, device)
+    device, precision = torch.device("cpu"), variant.precision
     model = build_model(config).to(device).train()
     if variant.channels_last:  # as the trainer does by default (train.channels_last)
         model = model.to(memory_format=torch.channels_last)
@@ -178,10 +179,11 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     config = model_config_by_name(model_name)
     with torch.device("meta"):
         flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
-    auto, reason = resolve_precision("auto", "cpu")
-    native_bf16 = auto == "bf16"
+    native_bf16 = "bf16" in hardware_choice("cpu").candidates
+    auto = auto_precision(config, batch_size)
     print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward, "
-          f"full context); auto = {auto} ({reason})")
+          f"full context); auto = {auto.describe()}")
+    auto = auto.precision
     measure = measure_variant if in_process else run_in_child
     plan = {}  # variant -> batch, timed steps, warm-up
     for variant in variants(levers, compile_lever, native_bf16):
@@ -209,6 +211,13 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
               f"{result['precision']} peak  first step {result['first_step_s']:6.1f} s  max RSS "
               f"{result['max_rss_mb']:,.0f} MB {result['note']}", flush=True)
     return comparison_rows(model_name, batch_size, results)
+
+
+def auto_precision(config, batch_size: int):
+    """What the trainer's `auto` chooses for this model and batch (measured, or remembered from a measurement)."""
+    model = build_model(config).train().to(memory_format=torch.channels_last)
+    return decide_precision("auto", "cpu", training_workload(model, ContrastiveObjective(), batch_size, "cpu",
+                                                             channels_last=True))
 
 
 def median_over_rounds(rounds: list[dict]) -> dict:

@@ -1,36 +1,80 @@
-"""`auto` precision follows the hardware: bf16 only where it runs natively."""
+"""`auto` precision: native support decides where it can; on CPUs with native bf16 a measurement of the actual
+work decides, is remembered, and leaves the run as it would have been at the chosen precision."""
+import time
+
 import pytest
 import torch
 
+from evaluation.inference_precision import choose_inference_precision
+from model import build_model, model_config_by_name
 from utils import precision
+from utils import precision_calibration as calibration
 from utils.errors import UserError
 
+# (amx_tile, avx512_bf16, oneDNN's own bf16 probe) as torch reports them on each CPU
+CPUS = {
+    "Sapphire Rapids": (True, True, True),
+    "Zen 4": (False, True, True),
+    "Skylake-SP": (False, False, True),  # AVX-512 without bf16: oneDNN says "supported", it is emulated
+    "Zen 1 (AVX2)": (False, False, False),
+}
+GPUS = {"A100": (8, 0), "H100": (9, 0), "V100": (7, 0), "T4": (7, 5)}
 
-@pytest.mark.parametrize("device, cuda_bf16, cpu_bf16, expected", [
-    ("cpu", False, True, "bf16"),
-    ("cpu", False, False, "fp32"),
-    ("cuda", True, False, "bf16"),
-    ("cuda", False, True, "fp32"),
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIP_TOOLKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def pretend_cpu(monkeypatch, name):
+    amx, avx512_bf16, onednn = CPUS[name]
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn)
+
+
+def pretend_gpu(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: GPUS[name])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # counts emulation
+
+
+@pytest.mark.parametrize("cpu, candidates, reason", [
+    ("Sapphire Rapids", ("fp32", "bf16"), "native bf16 (AMX)"), ("Zen 4", ("fp32", "bf16"), "native bf16 (AVX512_BF16)"),
+    ("Skylake-SP", ("fp32",), "no native bf16"), ("Zen 1 (AVX2)", ("fp32",), "no native bf16"),
 ])
-def test_auto_decision_table(monkeypatch, device, cuda_bf16, cpu_bf16, expected):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: cpu_bf16)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda_bf16)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "test GPU")
-    chosen, reason = precision.resolve_precision("auto", device)
-    assert chosen == expected and reason
+def test_cpu_decision_table(monkeypatch, cpu, candidates, reason):
+    pretend_cpu(monkeypatch, cpu)
+    choice = precision.hardware_choice("cpu")
+    assert choice.candidates == candidates and reason in choice.reason
+
+
+@pytest.mark.parametrize("gpu, expected", [("A100", "bf16"), ("H100", "bf16"), ("V100", "fp16"), ("T4", "fp16")])
+def test_cuda_decision_table(monkeypatch, gpu, expected):
+    pretend_gpu(monkeypatch, gpu)
+    choice = precision.hardware_choice(torch.device("cuda", 0))
+    assert choice.candidates == (expected,) and gpu in choice.reason
+
+
+def test_no_accelerator_and_unknown_devices_run_fp32(monkeypatch):
+    pretend_cpu(monkeypatch, "Zen 1 (AVX2)")
+    assert calibration.decide_without_measuring("auto", "cpu").precision == "fp32"
+    assert precision.hardware_choice("meta").candidates == ("fp32",)
 
 
 @pytest.mark.parametrize("name", ["fp32", "bf16"])
-def test_explicit_choice_wins(monkeypatch, name):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: name != "bf16")
-    assert precision.resolve_precision(name, "cpu") == (name, "asked for explicitly")
+def test_explicit_choice_wins_without_measuring(monkeypatch, name):
+    pretend_cpu(monkeypatch, "Sapphire Rapids")
+    decision = calibration.decide_without_measuring(name, "cpu")
+    assert decision == calibration.PrecisionDecision(name, "asked for explicitly")
 
 
 def test_fp16_needs_cuda_and_unknown_names_are_rejected():
     with pytest.raises(UserError, match="fp16.*CUDA"):
-        precision.resolve_precision("fp16", "cpu")
+        precision.check_precision("fp16", "cpu")
     with pytest.raises(UserError, match="'half' is not one of auto, fp32, bf16, fp16"):
-        precision.resolve_precision("half", "cpu")
+        precision.check_precision("half", "cpu")
 
 
 def test_autocast_runs_bf16_matmuls_and_fp32_runs_plain():
@@ -39,3 +83,68 @@ def test_autocast_runs_bf16_matmuls_and_fp32_runs_plain():
         assert (a @ a).dtype == torch.bfloat16
     with precision.autocast("cpu", "fp32"):
         assert (a @ a).dtype == torch.float32
+
+
+def sleeping_workload(seconds: dict, calls: list, batch_size: int = 4) -> calibration.Workload:
+    """A workload whose step takes `seconds[precision]`, counting the steps run."""
+    def make_step(name):
+        def step():
+            calls.append(name)
+            time.sleep(seconds[name])
+        return step
+    return calibration.Workload(make_step, batch_size, {"task": "test", "batch_size": batch_size})
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    ({"fp32": 0.03, "bf16": 0.01}, "bf16"),
+    ({"fp32": 0.01, "bf16": 0.03}, "fp32"),
+    ({"fp32": 0.020, "bf16": 0.0195}, "fp32"),  # 2.5% faster is within the noise: fp32 keeps its precision
+])
+def test_measurement_keeps_the_faster_and_is_remembered(monkeypatch, cache_dir, seconds, expected):
+    pretend_cpu(monkeypatch, "Zen 4")
+    calls = []
+    decision = calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls))
+    assert decision.precision == expected and not decision.remembered
+    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.TIMED_ROUNDS
+    assert decision.samples_per_s["fp32"] == pytest.approx(4 / seconds["fp32"], rel=0.5)
+    assert "measured" in decision.describe() and "samples/s" in decision.describe()
+
+    again = calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls))
+    assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + calibration.TIMED_ROUNDS)
+    assert "remembered" in again.describe()
+
+
+def test_another_batch_or_thread_count_is_measured_anew(monkeypatch, cache_dir):
+    pretend_cpu(monkeypatch, "Sapphire Rapids")
+    calls = []
+    seconds = {"fp32": 0.001, "bf16": 0.002}
+    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=4))
+    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=8))
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=8))
+    assert len(calls) == 3 * 2 * (1 + calibration.TIMED_ROUNDS)
+
+
+def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir):
+    pretend_cpu(monkeypatch, "Zen 4")
+    cache_dir.mkdir()
+    calibration.cache_file().write_text("{not json")
+    calls = []
+    decision = calibration.decide_precision("auto", "cpu", sleeping_workload({"fp32": 0.001, "bf16": 0.003}, calls))
+    assert decision.precision == "fp32" and calls
+    assert calibration.remembered_decision("cpu", sleeping_workload({}, [])) == \
+        calibration.PrecisionDecision("fp32", decision.reason, decision.samples_per_s, remembered=True)
+
+
+def test_inference_measurement_leaves_the_model_as_it_was(monkeypatch, cache_dir):
+    pretend_cpu(monkeypatch, "Sapphire Rapids")
+    torch.manual_seed(0)
+    model = build_model(model_config_by_name("quickstart")).eval()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    decision = choose_inference_precision("auto", model, "cpu", batch_size=8)
+    assert decision.precision in ("fp32", "bf16") and set(decision.samples_per_s) == {"fp32", "bf16"}
+    assert not model.training and torch.equal(torch.get_rng_state(), rng_before)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name

@@ -59,7 +59,7 @@ def test_each_image_is_scored_against_its_own_class_name(tmp_path, monkeypatch, 
     model = ColourClassModel(class_names, load_templates(default_templates)[1])
     monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
     argv = ["--checkpoint_path", "stub.pt", "--dataset_type", dataset_type, "--data_dir", str(data_dir),
-            "--batch_size", "4", "--num_workers", "0", "--output_dir", str(tmp_path / "out")]
+            "--batch_size", "4", "--num_workers", "0", "--precision", "fp32", "--output_dir", str(tmp_path / "out")]
     assert zeroshot_eval.main(argv + (["--dataset", dataset] if dataset else [])) == 0
     assert model.images_seen == num_images
     report = json.loads(next((tmp_path / "out").glob("*.json")).read_text())

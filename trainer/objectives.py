@@ -25,6 +25,14 @@ class ContrastiveObjective:
         # the loss in fp32: its softmax over the whole global batch is where low precision hurts most
         return self.loss_fn(image_features.float(), text_features.float(), logit_scale.float())
 
+    def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
+        """Random images and captions that fill the context, in the shape of the loader's batches."""
+        config = model.config
+        images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
+        tokens = torch.randint(1, config.vocab_size - 1, (batch_size, config.context_length), generator=generator)
+        tokens[:, -1] = config.vocab_size - 1  # end of text: the largest id
+        return {"images": images, "tokens": tokens}
+
     def after_step(self, model) -> None:
         clamp_logit_scale(model)
 
@@ -41,6 +49,12 @@ class ClassificationObjective:
         with autocast(device, precision):
             logits = model(images)
         return F.cross_entropy(logits.float(), batch["labels"].to(device, non_blocking=True))
+
+    def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
+        """Random images and labels in the shape of the loader's batches."""
+        side = model.config.backbone.image_size
+        return {"images": torch.randn(batch_size, 3, side, side, generator=generator),
+                "labels": torch.randint(len(model.config.class_names), (batch_size,), generator=generator)}
 
     def after_step(self, model) -> None:
         pass

@@ -15,11 +15,11 @@ from trainer.curves import plot_training_curves
 from trainer.distributed import all_gather_object, barrier
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
+from trainer.precision_choice import choose_training_precision, record_precision
 from trainer.preemption import StopRequest
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
 from utils.errors import UserError
-from utils.precision import resolve_precision
 
 
 def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config: dict,
@@ -28,11 +28,13 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     code (0, or 130 after Ctrl-C)."""
     say = print if ctx.is_main else (lambda *args: None)
     run_dir, loop = Path(config.output_dir), config.train
-    precision, reason = resolve_precision(loop.precision, ctx.device)
-    say(f"precision: {precision} ({reason})")
     model.to(ctx.device).train()
     if loop.channels_last:
         model.to(memory_format=torch.channels_last)
+    decision = choose_training_precision(loop.precision, model, objective, loop.batch_size, ctx, loop.channels_last)
+    precision = decision.precision
+    say(f"precision: {decision.describe()}")
+    resolved_config = record_precision(resolved_config, decision)
     if loop.compile:
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
@@ -57,7 +59,8 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     log = RunLog(run_dir, ctx.is_main, state.step)
     if ctx.is_main:
         remove_torn_writes(run_dir)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
+        (run_dir / "config.yaml").write_text(f"# train.precision: {decision.describe()}\n"
+                                             + yaml.safe_dump(resolved_config, sort_keys=False))
     window, record = MetricWindow(ctx.device, ctx.world_size), {}
     started = time.perf_counter()
 
@@ -109,6 +112,7 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
                **{f"final_{key}": value for key, value in objective.logged_values(model).items()},
                "skipped_images": len(loader.skipped_at_start) + state.skipped_images,
                "missing_images": list(loader.skipped_at_start), "precision": precision,
+               "precision_samples_per_s": decision.samples_per_s,
                "wall_time_s_this_session": round(time.perf_counter() - started, 1),
                "checkpoint": str(last_checkpoint)}
     log.write_summary(summary)

@@ -1,0 +1,11 @@
+"""Settings every test shares."""
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_precision_cache(tmp_path_factory):
+    """Precision measurements go to a folder of the test session's (inherited by the training runs it starts),
+    never to the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLIP_TOOLKIT_CACHE", str(tmp_path_factory.mktemp("precision-cache")))
+        yield
