@@ -30,6 +30,12 @@ class DataConfig(LoaderConfig):
     train_img_dir: str = "data/coco/train2017"
     train_annotation_file: str = "data/coco/annotations/captions_train2017.json"
     all_captions: bool = False  # every caption a sample; default: each image once per epoch, one caption drawn
+    memory_cache_mb: float = 1024  # decode a training set once and keep it in memory if it fits (0: never)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.memory_cache_mb < 0:
+            raise ValueError(f"memory_cache_mb must be 0 (never) or more, got {self.memory_cache_mb}")
 
 
 @dataclasses.dataclass

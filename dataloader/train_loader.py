@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.config import DataConfig
+from dataloader.image_io import UNREADABLE_IMAGE_ERRORS
+from dataloader.memory_cache import decode_into_memory
 from dataloader.packed_strings import PackedStrings
 from dataloader.sampler import ShardedOrder, sample_rng
 from dataloader.transforms import TrainImageTransform
@@ -19,7 +21,6 @@ from utils.errors import UserError
 from utils.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
-UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 NAMES_SHOWN = 5
 
 
@@ -55,7 +56,7 @@ class CaptionedImageDataset(TrainSamples):
     """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair)."""
 
     def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
-                 seed: int, all_captions: bool, strict: bool):
+                 seed: int, all_captions: bool, strict: bool, memory_cache_mb: float = 0):
         super().__init__(strict)
         self.transform, self.context_length, self.seed = transform, context_length, seed
         self.image_paths = PackedStrings(data.image_paths)
@@ -68,6 +69,8 @@ class CaptionedImageDataset(TrainSamples):
         else:
             self.sample_image = np.arange(len(self.caption_count))
         self._unreadable = set()  # per process: files already known to fail, not decoded again
+        self.in_memory = decode_into_memory(self.image_paths, self.captions, transform, context_length,
+                                            memory_cache_mb) if memory_cache_mb > 0 else None
 
     def __len__(self) -> int:
         return len(self.sample_image)
@@ -79,17 +82,22 @@ class CaptionedImageDataset(TrainSamples):
             caption_index = index
         else:
             caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
-        path = self.image_paths[image_index]
-        image = self._read(path, rng)
+        image = self._read(image_index, rng)
         if image is None:
-            return path
+            return self.image_paths[image_index]
+        if self.in_memory is not None:
+            return image, self.in_memory.tokens[caption_index].long()
         return image, tokenize(self.captions[caption_index], self.context_length)[0]
 
     def placeholder(self) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.transform.image_size
         return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long)
 
-    def _read(self, path: str, rng: np.random.Generator) -> torch.Tensor | None:
+    def _read(self, image_index: int, rng: np.random.Generator) -> torch.Tensor | None:
+        if self.in_memory is not None:
+            pixels = self.in_memory.pixels[image_index]
+            return None if pixels is None else self.transform.apply(Image.fromarray(pixels), rng)
+        path = self.image_paths[image_index]
         if path in self._unreadable:
             return None
         try:
@@ -182,7 +190,8 @@ def build_train_loader(config: DataConfig, *, image_size: int, mean, std, contex
                     ", ..." if len(data.missing) > NAMES_SHOWN else "")
     transform = TrainImageTransform(image_size, mean, std, config.train_crop, config.random_crop_min_area)
     dataset = CaptionedImageDataset(data, transform, context_length=context_length, seed=seed,
-                                    all_captions=config.all_captions, strict=config.strict_images)
+                                    all_captions=config.all_captions, strict=config.strict_images,
+                                    memory_cache_mb=config.memory_cache_mb)
     order = ShardedOrder(len(dataset), batch_size, rank, world_size, seed)
     if len(order) == 0:
         raise UserError(f"{config.train_annotation_file}: {len(dataset)} samples make no full batch of "

@@ -122,7 +122,7 @@ def test_resuming_decodes_nothing_before_start_batch(tmp_path, monkeypatch):
     decoded = []
     monkeypatch.setattr(dataloader.transforms, "load_rgb_image",
                         lambda path, min_side: decoded.append(path) or load_rgb_image(path, min_side))
-    train_loader = loader(make_coco(tmp_path, 8), batch_size=2)
+    train_loader = loader(make_coco(tmp_path, 8), batch_size=2, memory_cache_mb=0)  # read from disk
     assert len(list(train_loader.epoch(0, start_batch=3))) == 1
     assert len(decoded) == 2
 
