@@ -20,7 +20,7 @@ from PIL import Image
 from benchmarks.common import (Row, add_machine_arguments, machine_report, markdown_table, median_seconds,
                                torch_threads)
 from dataloader.config import DataConfig
-from dataloader.train_loader import build_train_loader
+from dataloader.train_data import build_train_loader
 from dataloader.transforms import TrainImageTransform
 from model import build_model, model_config_by_name
 from model.config import OPENAI_MEAN, OPENAI_STD

@@ -1,0 +1,52 @@
+"""The door to every training source: `data.train_data` in any format (named by `data.format` or inferred from
+the path) becomes a TrainLoader. Each format is one entry of FORMATS."""
+from pathlib import Path
+
+from dataloader.caption_tables import read_csv_captions, read_jsonl_captions
+from dataloader.coco import read_coco_captions
+from dataloader.config import COCO_TRAIN_IMAGES, DataConfig
+from dataloader.train_loader import BatchSettings, TrainLoader, captioned_images_loader
+from utils.errors import UserError
+
+FORMAT_BY_SUFFIX = {".json": "coco", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"}
+
+
+def coco_loader(config: DataConfig, source: str, settings: BatchSettings) -> TrainLoader:
+    data = read_coco_captions(source, config.train_img_dir or COCO_TRAIN_IMAGES)
+    return captioned_images_loader(data, source, config, settings)
+
+
+def table_loader(read_table):
+    """The loader of a table format (CSV, JSONL): `read_table` gives its captioned images."""
+    def build(config: DataConfig, source: str, settings: BatchSettings) -> TrainLoader:
+        data = read_table(source, config.train_img_dir, config.image_key, config.caption_key)
+        return captioned_images_loader(data, source, config, settings)
+    return build
+
+
+FORMATS = {
+    "coco": coco_loader,
+    "csv": table_loader(read_csv_captions),
+    "jsonl": table_loader(read_jsonl_captions),
+}
+
+
+def infer_format(source: str) -> str:
+    """The format a path's name implies: .json COCO, .csv/.tsv CSV, .jsonl JSONL, and shards for .tar files,
+    folders, brace patterns, `pipe:` commands and `::`-joined lists."""
+    suffix = Path(source).suffix.lower()
+    if suffix not in FORMAT_BY_SUFFIX:
+        raise UserError(f"{source}: cannot tell the format from the name (expected .json, .csv, .tsv, .jsonl, .tar, "
+                        f"a folder of shards or a brace pattern); set data.format to one of {', '.join(FORMATS)}")
+    return FORMAT_BY_SUFFIX[suffix]
+
+
+def build_train_loader(config: DataConfig, *, image_size: int, mean, std, context_length: int, batch_size: int,
+                       rank: int, world_size: int, seed: int, pin_memory: bool) -> TrainLoader:
+    """Batches {"images", "tokens", "skipped"} of `config.train_data` (default: the COCO file
+    `config.train_annotation_file`), a pure function of (seed, epoch, batch index) on each rank."""
+    source = config.train_data or config.train_annotation_file
+    data_format = infer_format(source) if config.format == "auto" else config.format
+    settings = BatchSettings(image_size, tuple(mean), tuple(std), context_length, batch_size, rank, world_size, seed,
+                             pin_memory)
+    return FORMATS[data_format](config, source, settings)
