@@ -5,6 +5,8 @@ from pathlib import Path
 from dataloader.caption_tables import read_csv_captions, read_jsonl_captions
 from dataloader.coco import read_coco_captions
 from dataloader.config import COCO_TRAIN_IMAGES, DataConfig
+from dataloader.shard_loader import build_shard_loader
+from dataloader.shards import is_shard_source
 from dataloader.train_loader import BatchSettings, TrainLoader, captioned_images_loader
 from utils.errors import UserError
 
@@ -28,12 +30,15 @@ FORMATS = {
     "coco": coco_loader,
     "csv": table_loader(read_csv_captions),
     "jsonl": table_loader(read_jsonl_captions),
+    "webdataset": build_shard_loader,
 }
 
 
 def infer_format(source: str) -> str:
     """The format a path's name implies: .json COCO, .csv/.tsv CSV, .jsonl JSONL, and shards for .tar files,
     folders, brace patterns, `pipe:` commands and `::`-joined lists."""
+    if is_shard_source(source) or Path(source).is_dir():
+        return "webdataset"
     suffix = Path(source).suffix.lower()
     if suffix not in FORMAT_BY_SUFFIX:
         raise UserError(f"{source}: cannot tell the format from the name (expected .json, .csv, .tsv, .jsonl, .tar, "

@@ -1,11 +1,13 @@
-"""Captioned images written by the tests in real formats: JPEG/PNG files, and CSV/TSV, JSONL and COCO tables that
-list them. Image n has red level red_level(n) under a grey checkerboard, so a batch's images are identified from
-their pixels, and captions "image n caption k"."""
+"""Captioned images written by the tests in real formats: JPEG/PNG files with CSV/TSV, JSONL and COCO tables that
+list them, and webdataset shards. Image n has red level red_level(n) under a grey checkerboard, so a batch's
+images are identified from their pixels, and captions "image n caption k"."""
 import csv
+import io
 import json
 
 import numpy as np
 import torch
+import webdataset as wds
 from PIL import Image
 
 from utils.tokenizer import tokenize
@@ -78,3 +80,28 @@ def caption_number(tokens, n, captions_per_image, context_length):
         if torch.equal(tokens, tokenize(caption(n, k), context_length)[0]):
             return k
     return None
+
+
+def encoded_image(n, size=32):
+    """Image n as the bytes of its file (PNG for every third image, JPEG otherwise), and the extension."""
+    buffer = io.BytesIO()
+    extension = image_name(n).rsplit(".", 1)[1]
+    Image.fromarray(image_pixels(n, size)).save(buffer, format="PNG" if extension == "png" else "JPEG", quality=95)
+    return buffer.getvalue(), extension
+
+
+def write_shards(folder, count, per_shard, sizes=True):
+    """Images 0..count-1, `per_shard` to a shard, written by webdataset's ShardWriter as img2dataset lays them out:
+    KEY.jpg or KEY.png, with the caption in KEY.txt (even n) or in KEY.json (odd n, as img2dataset's metadata).
+    With `sizes`, a sizes.json of the shards' counts. Returns the shard paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with wds.ShardWriter(str(folder / "%05d.tar"), maxcount=per_shard, verbose=0) as writer:
+        for n in range(count):
+            data, extension = encoded_image(n)
+            caption_field = {"txt": caption(n, 0)} if n % 2 == 0 else {"json": {"caption": caption(n, 0), "key": n}}
+            writer.write({"__key__": f"{n:06d}", extension: data, **caption_field})
+    shards = sorted(folder.glob("*.tar"))
+    if sizes:
+        counts = [min(per_shard, count - index * per_shard) for index in range(len(shards))]
+        (folder / "sizes.json").write_text(json.dumps({shard.name: size for shard, size in zip(shards, counts)}))
+    return shards
