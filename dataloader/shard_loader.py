@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from dataloader.config import DataConfig
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.sampler import sample_rng
-from dataloader.shards import (IMG2DATASET_STATS, SIZES_FILE, check_shard, image_and_caption, list_shards,
+from dataloader.shards import (IMG2DATASET_STATS, SIZES_FILE, check_shard, image_and_captions, list_shards,
                                raw_samples, total_samples)
 from dataloader.train_loader import BatchSettings, TrainLoader
 from dataloader.transforms import TrainImageTransform
@@ -174,11 +174,12 @@ class ShardSamples(Dataset):
         return stream.advance(), stream.previous
 
     def _decode(self, sample: dict, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor] | SampleProblem:
-        image_bytes, caption = image_and_caption(sample, self.caption_key)
+        image_bytes, captions = image_and_captions(sample, self.caption_key)
         try:
             image = load_rgb_image(io.BytesIO(image_bytes), min_side=self.transform.decode_side)
         except UNREADABLE_IMAGE_ERRORS:
             return SampleProblem(f"{sample['__url__']}/{sample['__key__']}", fatal=False)
+        caption = captions[rng.integers(len(captions))]  # one of the image's captions, drawn anew each epoch
         return self.transform.apply(image, rng), tokenize(caption, self.context_length)[0]
 
 

@@ -1,6 +1,6 @@
 """webdataset tar shards as img2dataset and webdataset's ShardWriter write them: consecutive files KEY.jpg (or
 .jpeg/.png/.webp) and KEY.txt (or a KEY.json holding the caption). Here: finding the shards a source names, their
-sample counts, a check at the door, and reading a shard's raw samples (webdataset's own opener and tar iterators:
+sample counts, a check at the door, reading a shard's raw samples (webdataset's own opener and tar iterators:
 local files and `pipe:` commands)."""
 import json
 import tarfile
@@ -19,6 +19,7 @@ PIPE_PREFIX = "pipe:"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 SIZES_FILE = "sizes.json"  # {shard file name: samples}, as dataloader.make_shards writes it
 IMG2DATASET_STATS = "_stats.json"  # img2dataset's per-shard NAME_stats.json, with a "successes" count
+CAPTIONS_KEY = "captions"  # in a sample's .json: all of its image's captions, as make_shards writes them
 
 
 def is_shard_source(source: str) -> bool:
@@ -84,7 +85,7 @@ def check_shard(shard: str, caption_key: str) -> None:
     first = next(raw_samples(shard), None)
     if first is None:
         raise UserError(f"{shard}: empty shard (a tar with no samples); expected KEY.jpg + KEY.txt samples")
-    image_and_caption(first, caption_key)
+    image_and_captions(first, caption_key)
 
 
 def raw_samples(shard: str) -> Iterator[dict]:
@@ -100,26 +101,38 @@ def raw_samples(shard: str) -> Iterator[dict]:
         stream.close()
 
 
-def image_and_caption(sample: dict, caption_key: str) -> tuple[bytes, str]:
-    """The encoded image and the caption of a raw sample; a sample without one of them is a UserError naming the
-    shard and the key."""
+def image_and_captions(sample: dict, caption_key: str) -> tuple[bytes, list[str]]:
+    """The encoded image and the captions of a raw sample: the .json's CAPTIONS_KEY list where there is one
+    (make_shards keeps every caption of an image), else the .txt, else the .json's `caption_key`. A sample
+    without an image or a caption is a UserError naming the shard and the key."""
     where = f"{sample['__url__']}: sample '{sample['__key__']}'"
     image = next((sample[extension] for extension in IMAGE_EXTENSIONS if extension in sample), None)
     if image is None:
         raise UserError(f"{where} has no image (expected one of {', '.join(IMAGE_EXTENSIONS)}; found "
                         f"{', '.join(_extensions(sample))})")
+    metadata = _json_object(sample["json"]) if "json" in sample else {}
+    if _is_caption_list(metadata.get(CAPTIONS_KEY)):
+        return image, metadata[CAPTIONS_KEY]
     if "txt" in sample:
-        return image, sample["txt"].decode("utf-8", errors="replace")
+        return image, [sample["txt"].decode("utf-8", errors="replace")]
+    if isinstance(metadata.get(caption_key), str):
+        return image, [metadata[caption_key]]
     if "json" in sample:
-        try:
-            caption = json.loads(sample["json"]).get(caption_key)
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            caption = None
-        if isinstance(caption, str):
-            return image, caption
-        raise UserError(f"{where}: its .json has no '{caption_key}' string (data.caption_key)")
+        raise UserError(f"{where}: its .json has no '{caption_key}' string (data.caption_key) and there is no .txt")
     raise UserError(f"{where} has no caption (expected a .txt or a .json with '{caption_key}'; found "
                     f"{', '.join(_extensions(sample))})")
+
+
+def _json_object(data: bytes) -> dict:
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_caption_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(caption, str) for caption in value)
 
 
 def _extensions(sample: dict) -> list[str]:

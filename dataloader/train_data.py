@@ -3,7 +3,7 @@ the path) becomes a TrainLoader. Each format is one entry of FORMATS."""
 from pathlib import Path
 
 from dataloader.caption_tables import read_csv_captions, read_jsonl_captions
-from dataloader.coco import read_coco_captions
+from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.config import COCO_TRAIN_IMAGES, DataConfig
 from dataloader.shard_loader import build_shard_loader
 from dataloader.shards import is_shard_source
@@ -13,25 +13,23 @@ from utils.errors import UserError
 FORMAT_BY_SUFFIX = {".json": "coco", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"}
 
 
-def coco_loader(config: DataConfig, source: str, settings: BatchSettings) -> TrainLoader:
-    data = read_coco_captions(source, config.train_img_dir or COCO_TRAIN_IMAGES)
-    return captioned_images_loader(data, source, config, settings)
+def read_coco_source(source: str, image_dir: str | None, image_key: str, caption_key: str) -> CaptionedImages:
+    return read_coco_captions(source, image_dir or COCO_TRAIN_IMAGES)
 
 
-def table_loader(read_table):
-    """The loader of a table format (CSV, JSONL): `read_table` gives its captioned images."""
+# Formats that list images with their captions: source, image folder, image key, caption key -> CaptionedImages.
+LISTED_FORMATS = {"coco": read_coco_source, "csv": read_csv_captions, "jsonl": read_jsonl_captions}
+
+
+def listed_loader(read):
+    """The loader of a listed format, whose captioned images `read` gives."""
     def build(config: DataConfig, source: str, settings: BatchSettings) -> TrainLoader:
-        data = read_table(source, config.train_img_dir, config.image_key, config.caption_key)
+        data = read(source, config.train_img_dir, config.image_key, config.caption_key)
         return captioned_images_loader(data, source, config, settings)
     return build
 
 
-FORMATS = {
-    "coco": coco_loader,
-    "csv": table_loader(read_csv_captions),
-    "jsonl": table_loader(read_jsonl_captions),
-    "webdataset": build_shard_loader,
-}
+FORMATS = {**{name: listed_loader(read) for name, read in LISTED_FORMATS.items()}, "webdataset": build_shard_loader}
 
 
 def infer_format(source: str) -> str:
