@@ -120,7 +120,7 @@ def test_resampled_mode_is_deterministic_and_draws_from_the_shards(shards):
 
 def test_samples_per_epoch_from_sizes_json_or_img2dataset_stats(tmp_path):
     shards = write_shards(tmp_path, 24, per_shard=8, sizes=False)
-    with pytest.raises(UserError, match=r"set data\.num_samples \(samples per epoch, over all ranks\): no sizes\.json"):
+    with pytest.raises(UserError, match=r"set data\.num_samples \(samples per epoch, over all ranks\): no sizes"):
         shard_loader(tmp_path)
     for shard in shards:  # img2dataset writes 00000_stats.json beside 00000.tar
         shard.with_name(shard.stem + "_stats.json").write_text(json.dumps({"count": 9, "successes": 8}))
