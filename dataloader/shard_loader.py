@@ -153,6 +153,7 @@ class ShardSamples(Dataset):
                 if not isinstance(replacement, SampleProblem):
                     return *replacement, [decoded]
         except UserError as error:
+            self._stream = None  # a generator that raised is finished: the next sample opens the stream again
             return *self.placeholder(), [SampleProblem(str(error), fatal=True)]
         return *self.placeholder(), [decoded]
 

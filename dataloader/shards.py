@@ -98,7 +98,14 @@ def raw_samples(shard: str) -> Iterator[dict]:
     except ValueError as error:  # webdataset's grouping: a file name twice in one sample
         raise UserError(f"{shard}: {error.args[0]}") from None
     finally:
+        _close(stream, shard)
+
+
+def _close(stream, shard: str) -> None:
+    try:
         stream.close()
+    except OSError as error:  # webdataset's pipe raises here when the `pipe:` command failed
+        raise UserError(f"{shard}: the command failed ({error})") from None
 
 
 def image_and_captions(sample: dict, caption_key: str) -> tuple[bytes, list[str]]:

@@ -30,6 +30,14 @@ def test_delimiter_is_found_from_the_header_and_rows_group_per_image(tmp_path, d
     assert data.missing == []
 
 
+def test_a_spreadsheet_export_with_a_byte_order_mark_and_crlf_lines_is_read(tmp_path):
+    write_images(tmp_path, 2)
+    path = tmp_path / "export.csv"
+    path.write_bytes(f"\ufefffilepath;caption\r\n{image_name(0)};one\r\n{image_name(1)};\"two; three\"\r\n"
+                     .encode("utf-8"))
+    assert read_csv(path).captions == [["one"], ["two; three"]]
+
+
 def test_relative_paths_resolve_against_train_img_dir_else_the_tables_folder(tmp_path):
     write_images(tmp_path / "images", 2)
     absolute = str(tmp_path / "images" / image_name(1))

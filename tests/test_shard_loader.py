@@ -176,6 +176,9 @@ def test_malformed_sources_are_one_line_errors_naming_the_shard_and_key(tmp_path
             shard_loader(source, num_samples=8)
     with pytest.raises(UserError, match=r"2 shards cannot give each of 1 ranks x 4 workers a shard of its own"):
         shard_loader(tmp_path / "good", num_workers=4)
+    failing = shard_loader(f"pipe:cat {tmp_path}/nothing.tar", format="webdataset", num_samples=8)
+    with pytest.raises(UserError, match=rf"^pipe:cat {tmp_path}/nothing\.tar: the command failed \(.*exit 1"):
+        list(failing.epoch(0))
     later = shard_loader(tmp_path / "later_captionless.tar", batch_size=8, num_samples=8, num_workers=1)
     with pytest.raises(UserError) as error:  # found by a worker, raised here as one line
         list(later.epoch(0))
