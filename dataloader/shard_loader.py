@@ -197,7 +197,8 @@ class ShardLoader(TrainLoader):
 def build_shard_loader(config: DataConfig, source: str, settings: BatchSettings) -> ShardLoader:
     """Batches of the shards `source` names; each of the rank's max(1, num_workers) workers reads its own."""
     if config.all_captions:
-        raise UserError(f"{source}: data.all_captions applies to COCO, CSV and JSONL; a shard sample has one caption")
+        raise UserError(f"{source}: data.all_captions applies to COCO, CSV and JSONL; shard samples draw one "
+                        "caption each")
     shards = list_shards(source)
     for shard in shards:
         check_shard(shard, config.caption_key)

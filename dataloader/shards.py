@@ -56,23 +56,27 @@ def total_samples(shards: list[str]) -> int | None:
             return None
         path = Path(shard)
         if path.parent not in sizes_by_folder:
-            sizes_by_folder[path.parent] = _read_json(path.parent / SIZES_FILE) or {}
+            sizes_by_folder[path.parent] = _read_json_object(path.parent / SIZES_FILE)
         count = sizes_by_folder[path.parent].get(path.name)
         if count is None:
-            count = (_read_json(path.with_name(path.stem + IMG2DATASET_STATS)) or {}).get("successes")
+            count = _read_json_object(path.with_name(path.stem + IMG2DATASET_STATS)).get("successes")
         if not isinstance(count, int):
             return None
         total += count
     return total
 
 
-def _read_json(path: Path):
+def _read_json_object(path: Path) -> dict:
+    """The JSON object in `path`; {} when there is no such file."""
     if not path.is_file():
-        return None
+        return {}
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: a JSON {type(value).__name__}; expected an object of sample counts")
+    return value
 
 
 def check_shard(shard: str, caption_key: str) -> None:
