@@ -74,9 +74,9 @@ def test_images_come_with_their_own_captions_from_txt_and_json(shards):
     assert sorted(seen) == list(range(24))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resuming_at_batch_k_gives_the_tail_of_the_epoch(shards, workers):
-    loader = shard_loader(shards, num_workers=workers, shuffle_buffer=5)
+@pytest.mark.parametrize("workers, resampled", [(0, False), (2, False), (2, True)])
+def test_resuming_at_batch_k_gives_the_tail_of_the_epoch(shards, workers, resampled):
+    loader = shard_loader(shards, num_workers=workers, shuffle_buffer=5, resampled=resampled)
     whole = list(loader.epoch(1))
     assert len(whole) == len(loader) == 8
     for start in (1, 6):
@@ -84,9 +84,10 @@ def test_resuming_at_batch_k_gives_the_tail_of_the_epoch(shards, workers):
         assert len(resumed) == 8 - start
         for a, b in zip(resumed, whole[start:]):
             assert torch.equal(a["images"], b["images"]) and torch.equal(a["tokens"], b["tokens"])
-    again = list(shard_loader(shards, num_workers=workers, shuffle_buffer=5).epoch(1))
+    again = list(shard_loader(shards, num_workers=workers, shuffle_buffer=5, resampled=resampled).epoch(1))
     assert all(torch.equal(a["images"], b["images"]) for a, b in zip(again, whole))
-    other_seed = list(shard_loader(shards, num_workers=workers, shuffle_buffer=5, seed=1).epoch(1))
+    other_seed = list(shard_loader(shards, num_workers=workers, shuffle_buffer=5, resampled=resampled,
+                                   seed=1).epoch(1))
     assert not all(torch.equal(a["tokens"], b["tokens"]) for a, b in zip(other_seed, whole))
 
 
