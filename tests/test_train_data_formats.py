@@ -2,8 +2,8 @@
 three webdataset shards train to the end; CSV and shard runs killed after their first checkpoint resume to
 bit-identical weights; a malformed table or shard source is one error line naming the file and the line, columns
 or sample, exit code 2."""
-import tarfile
 import json
+import tarfile
 
 import pytest
 
@@ -18,7 +18,7 @@ from utils.checkpoint import load_checkpoint
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     """One folder of images listed by a table in each format, all with relative paths, and the same images in
-three shards (with their sizes.json)."""
+    three shards (with their sizes.json)."""
     root = tmp_path_factory.mktemp("tables")
     write_images(root / "images", IMAGES)
     rows = caption_rows(IMAGES, 2, prefix="images/")
