@@ -1,7 +1,7 @@
 """Train CLIP on image-caption data.
 
-    python train.py [--config EXPERIMENT.yaml] [--train_img_dir DIR] [--train_annotation_file FILE]
-                    [--resume auto|PATH] [key.sub=value ...]
+    python train.py [--config EXPERIMENT.yaml] [--train_data PATH] [--train_img_dir DIR]
+                    [--train_annotation_file FILE] [--resume auto|PATH] [key.sub=value ...]
     torchrun --nproc_per_node 4 train.py ...      (one process per GPU)
 
 The configuration is trainer/train_config.yaml and dataloader/data_config.yaml, then the experiment YAML (only
@@ -16,7 +16,7 @@ import torch
 
 from dataloader.config import DataConfig
 from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
-from dataloader.train_loader import build_train_loader
+from dataloader.train_data import build_train_loader
 from model import build_model, model_config_by_name
 from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
@@ -58,6 +58,7 @@ class RunConfig(TrainerConfig):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
+    parser.add_argument("--train_data", help="COCO .json, .csv/.tsv, .jsonl or webdataset shards (data.train_data)")
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
@@ -67,7 +68,8 @@ def parse_args(argv):
 
 def load_run_config(args) -> RunConfig:
     defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)}}
-    flags = {"data.train_img_dir": args.train_img_dir, "data.train_annotation_file": args.train_annotation_file}
+    flags = {"data.train_data": args.train_data, "data.train_img_dir": args.train_img_dir,
+             "data.train_annotation_file": args.train_annotation_file}
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 

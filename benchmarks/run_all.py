@@ -24,7 +24,8 @@ FULL = {  # the training steps run --interleave rounds: an RN50 one times one st
 QUICK = {
     "train_step": ["--model", "tiny", "--batch-size", "2", "--steps", "1", "--in-process"],
     "eval": ["--model", "tiny", "--batch-size", "4", "--batches", "1", "--repeats", "1"],
-    "data": ["--images", "8", "--workers", "1", "--batch-size", "4", "--repeats", "1", "--quickstart-steps", "2"],
+    "data": ["--images", "8", "--workers", "1", "--batch-size", "4", "--repeats", "1", "--quickstart-steps", "2",
+             "--wait-model", "tiny", "--wait-steps", "1"],
     "tokenizer": ["--captions", "200", "--repeats", "1"],
 }
 MAINS = {"train_step": train_step.main, "eval": eval_throughput.main, "data": data_throughput.main,

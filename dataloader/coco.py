@@ -43,7 +43,7 @@ def read_coco_captions(annotation_file, image_dir, split: str = "train2017") -> 
         for image_id in sorted(coco.imgs) if coco.imgToAnns.get(image_id)
     }
     paths = [os.path.join(image_dir, coco.imgs[image_id]["file_name"]) for image_id in captions_by_id]
-    present = _existing_files(paths)
+    present = existing_files(paths)
     return CaptionedImages(
         image_paths=[path for path in paths if path in present],
         captions=[captions for path, captions in zip(paths, captions_by_id.values()) if path in present],
@@ -94,7 +94,7 @@ def _check_format(dataset, annotation_file: Path):
                             "expected a string")
 
 
-def _existing_files(paths: list[str]) -> set[str]:
+def existing_files(paths: list[str]) -> set[str]:
     """The paths that are files: one directory listing per folder, not one stat per image."""
     listings = {}
     present = set()

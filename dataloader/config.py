@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Literal
 
 DEFAULTS_FILE = Path(__file__).with_name("data_config.yaml")
+COCO_TRAIN_IMAGES = "data/coco/train2017"
 
 
 @dataclasses.dataclass
@@ -26,16 +27,28 @@ class LoaderConfig:
 
 @dataclasses.dataclass
 class DataConfig(LoaderConfig):
-    """CLIP training data: a COCO-format captions file and its image folder."""
-    train_img_dir: str = "data/coco/train2017"
+    """CLIP training data: a COCO captions file, a CSV/TSV or JSONL table of image paths and captions, or
+    webdataset tar shards."""
+    train_data: str | None = None  # any format; None: the COCO file train_annotation_file
+    format: Literal["auto", "coco", "csv", "jsonl", "webdataset"] = "auto"
+    train_img_dir: str | None = None  # COCO: default COCO_TRAIN_IMAGES; CSV/JSONL: default the table's folder
     train_annotation_file: str = "data/coco/annotations/captions_train2017.json"
+    image_key: str = "filepath"  # CSV column / JSONL key of the image path
+    caption_key: str = "caption"  # CSV column / JSONL key (or shards' .json key) of the caption
     all_captions: bool = False  # every caption a sample; default: each image once per epoch, one caption drawn
-    memory_cache_mb: float = 1024  # decode a training set once and keep it in memory if it fits (0: never)
+    memory_cache_mb: float = 1024  # decode a listed training set once and keep it in memory if it fits (0: never)
+    num_samples: int | None = None  # shards: samples per epoch; None: from sizes.json / *_stats.json
+    shuffle_buffer: int = 1000  # shards: samples held for shuffling by each worker
+    resampled: bool = False  # shards: draw shards with replacement instead of each once per epoch
 
     def __post_init__(self):
         super().__post_init__()
         if self.memory_cache_mb < 0:
             raise ValueError(f"memory_cache_mb must be 0 (never) or more, got {self.memory_cache_mb}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer must be at least 1 (1: no shuffling), got {self.shuffle_buffer}")
 
 
 @dataclasses.dataclass

@@ -1,6 +1,8 @@
 """The training loader: samples decoded (and captions tokenized) in worker processes, in batches that depend on
-(seed, epoch, batch index) alone. COCO (image, caption) samples here; labelled images for fine-tuning in
-dataloader.labelled_train_set."""
+(seed, epoch, batch index) alone. Listed (image, captions) samples (COCO, CSV, JSONL) here; shards in
+dataloader.shard_loader, labelled images for fine-tuning in dataloader.labelled_train_set, and the choice of
+source in dataloader.train_data."""
+import dataclasses
 import functools
 import logging
 from typing import Iterator
@@ -10,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from dataloader.coco import CaptionedImages, read_coco_captions
+from dataloader.coco import CaptionedImages
 from dataloader.config import DataConfig
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS
 from dataloader.memory_cache import decode_into_memory
@@ -174,27 +176,44 @@ class TrainLoader:
                 log.warning("cannot read %s: replaced by the next readable sample", path)
 
 
-def build_train_loader(config: DataConfig, *, image_size: int, mean, std, context_length: int, batch_size: int,
-                       rank: int, world_size: int, seed: int, pin_memory: bool) -> TrainLoader:
-    data = read_coco_captions(config.train_annotation_file, config.train_img_dir)
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+    """What the model and the run ask of every training source's batches."""
+    image_size: int
+    mean: tuple
+    std: tuple
+    context_length: int
+    batch_size: int
+    rank: int
+    world_size: int
+    seed: int
+    pin_memory: bool
+
+    def transform(self, config: DataConfig) -> TrainImageTransform:
+        return TrainImageTransform(self.image_size, self.mean, self.std, config.train_crop,
+                                   config.random_crop_min_area)
+
+
+def captioned_images_loader(data: CaptionedImages, source: str, config: DataConfig,
+                            settings: BatchSettings) -> TrainLoader:
+    """The loader of images listed with their captions (COCO, CSV, JSONL); `source` names the list in messages."""
     if not data.image_paths:
-        problem = (f"none of its {len(data.missing)} captioned images is in {config.train_img_dir} "
+        problem = (f"none of its {len(data.missing)} captioned images is on disk "
                    f"(first expected: {data.missing[0]})" if data.missing else "no image has a caption")
-        raise UserError(f"{config.train_annotation_file}: {problem}")
+        raise UserError(f"{source}: {problem}")
     if data.missing:
         if config.strict_images:
-            raise UserError(f"{data.missing[0]}: image listed in {config.train_annotation_file} is missing "
+            raise UserError(f"{data.missing[0]}: image listed in {source} is missing "
                             f"({len(data.missing)} missing in all; set strict_images: false to skip them)")
-        log.warning("%d images listed in %s are missing and left out: %s%s", len(data.missing),
-                    config.train_annotation_file, ", ".join(data.missing[:NAMES_SHOWN]),
-                    ", ..." if len(data.missing) > NAMES_SHOWN else "")
-    transform = TrainImageTransform(image_size, mean, std, config.train_crop, config.random_crop_min_area)
-    dataset = CaptionedImageDataset(data, transform, context_length=context_length, seed=seed,
-                                    all_captions=config.all_captions, strict=config.strict_images,
+        log.warning("%d images listed in %s are missing and left out: %s%s", len(data.missing), source,
+                    ", ".join(data.missing[:NAMES_SHOWN]), ", ..." if len(data.missing) > NAMES_SHOWN else "")
+    dataset = CaptionedImageDataset(data, settings.transform(config), context_length=settings.context_length,
+                                    seed=settings.seed, all_captions=config.all_captions, strict=config.strict_images,
                                     memory_cache_mb=config.memory_cache_mb)
-    order = ShardedOrder(len(dataset), batch_size, rank, world_size, seed)
+    order = ShardedOrder(len(dataset), settings.batch_size, settings.rank, settings.world_size, settings.seed)
     if len(order) == 0:
-        raise UserError(f"{config.train_annotation_file}: {len(dataset)} samples make no full batch of "
-                        f"{batch_size} on each of {world_size} ranks")
+        raise UserError(f"{source}: {len(dataset)} samples make no full batch of {settings.batch_size} "
+                        f"on each of {settings.world_size} ranks")
     return TrainLoader(dataset, order, target_key="tokens", num_workers=config.num_workers,
-                       prefetch_factor=config.prefetch_factor, pin_memory=pin_memory, skipped_at_start=data.missing)
+                       prefetch_factor=config.prefetch_factor, pin_memory=settings.pin_memory,
+                       skipped_at_start=data.missing)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dataloader.config import DEFAULTS_FILE, DataConfig
 from dataloader.image_io import load_rgb_image
-from dataloader.train_loader import build_train_loader
+from dataloader.train_data import build_train_loader
 from utils.config import build, read_yaml
 from utils.errors import UserError
 from utils.tokenizer import tokenize
@@ -188,7 +188,7 @@ def test_missing_files_and_bad_json_are_one_line_errors_with_the_fix(tmp_path):
     with pytest.raises(UserError, match=r"COCO image folder not found: .*nowhere; .*zips/train2017\.zip"):
         loader(config, train_img_dir=str(tmp_path / "nowhere"))
     (tmp_path / "val2017").mkdir()
-    with pytest.raises(UserError, match=r"captions_train2017\.json: none of its 2 captioned images is in .*val2017 \(first expected: "):
+    with pytest.raises(UserError, match=r"captions_train2017\.json: none of its 2 captioned images is on disk \(first expected: .*val2017"):
         loader(config, train_img_dir=str(tmp_path / "val2017"))
     data = json.loads(annotation_file.read_text())
     cases = {
