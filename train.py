@@ -22,7 +22,7 @@ from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
-from trainer.trainer import train
+from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import run_command
 from utils.seeding import seed_everything
@@ -90,8 +90,8 @@ def run_training(args) -> int:
                                     std=model_config.image_std, context_length=model_config.context_length,
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
-        exit_code = train(config, model, loader, ContrastiveObjective(config.train.local_loss), ctx, as_dict(config),
-                          resume=args.resume)
+        job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config))
+        exit_code = train(job, ctx, resume=args.resume)
         if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
             return evaluate_final_checkpoint(config)
         return exit_code
