@@ -204,12 +204,11 @@ def evaluate_if_due(session: Session) -> None:
     evaluator, step = session.job.evaluator, session.state.step
     if evaluator is None or not evaluator.due(step, session.steps_per_epoch, session.total_steps):
         return
-    with evaluation_mode(session.job.model):
+    with session.window.paused(), evaluation_mode(session.job.model):
         metrics = evaluator(session.job.model, step)
     session.evaluation = {"step": step, **metrics}
     session.log.write(session.evaluation, group="eval")
     session.say(f"step {step}: " + ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
-    session.window.restart_clock()  # samples/s measures training alone
 
 
 @contextlib.contextmanager
@@ -229,15 +228,16 @@ def evaluation_mode(model):
 
 def save_checkpoint(session: Session) -> None:
     job, state, loop = session.job, session.state, session.job.config.train
-    rng_states = all_gather_object(rng_state())
-    if session.ctx.is_main:
-        position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, session.steps_per_epoch, loop)))
-        save_training_checkpoint(job.config.output_dir, job.model, session.optimizer, session.scaler, state,
-                                 position, job.resolved_config, rng_states, session.record,
-                                 job.config.checkpoint.keep_last)
-    barrier()
+    with session.window.paused():
+        rng_states = all_gather_object(rng_state())
+        if session.ctx.is_main:
+            position = dict(zip(("epoch", "batch_in_epoch"),
+                                data_position(state.step, session.steps_per_epoch, loop)))
+            save_training_checkpoint(job.config.output_dir, job.model, session.optimizer, session.scaler, state,
+                                     position, job.resolved_config, rng_states, session.record,
+                                     job.config.checkpoint.keep_last)
+        barrier()
     session.last_checkpoint = checkpoint_path(job.config.output_dir, state.step)
-    session.window.restart_clock()
 
 
 def finish(session: Session) -> None:
