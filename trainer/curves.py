@@ -20,8 +20,9 @@ def plot_training_curves(records: list[dict], path, loss_name: str, title: str =
         return
     panels = [(key, label or loss_name) for key, label in PANELS if training and key in training[-1]]
     tasks = list(dict.fromkeys(key.split("/")[0] for record in evaluations for key in record if "/" in key))
-    columns = min(4, len(panels) + len(tasks))
-    rows = -(-(len(panels) + len(tasks)) // columns)
+    count = len(panels) + len(tasks)
+    columns = count if count <= 5 else 4
+    rows = -(-count // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.3 * rows), constrained_layout=True,
                                 sharex=True, squeeze=False)  # one step axis for training and evaluation
     axes = list(axes.flat)
@@ -29,7 +30,7 @@ def plot_training_curves(records: list[dict], path, loss_name: str, title: str =
         plot_training_panel(axis, training, key, label)
     for axis, task in zip(axes[len(panels):], tasks):
         plot_evaluation_panel(axis, evaluations, task)
-    for axis in axes[len(panels) + len(tasks):]:
+    for axis in axes[count:]:
         axis.set_visible(False)
     if title:
         figure.suptitle(title)
@@ -53,10 +54,11 @@ def plot_training_panel(axis, records: list[dict], key: str, label: str) -> None
 def plot_evaluation_panel(axis, records: list[dict], task: str) -> None:
     """Every metric of one evaluation task, one line each, marked at the steps it was scored."""
     metrics = list(dict.fromkeys(key for record in records for key in record if key.startswith(f"{task}/")))
-    for metric in metrics:
+    for index, metric in enumerate(metrics):
         scored = [record for record in records if metric in record]
+        # line styles tell apart metrics that coincide (top-1 and mean per-class recall on a balanced set)
         axis.plot([record["step"] for record in scored], [record[metric] for record in scored], marker=".",
-                  linewidth=1.5, label=metric.split("/", 1)[1])
+                  linewidth=1.5, linestyle=("-", "--", ":", "-.")[index % 4], label=metric.split("/", 1)[1])
     style_axis(axis, f"{task} (evaluation)")
     axis.legend(fontsize="small")
 
