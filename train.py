@@ -27,7 +27,6 @@ from trainer.objectives import ContrastiveObjective
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import run_command
-from utils.precision import resolve_precision
 from utils.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parent
@@ -90,7 +89,6 @@ def run_training(args) -> int:
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
         evaluator = build_evaluator(config.eval, model_config, ctx,
-                                    precision=resolve_precision(config.train.precision, ctx.device)[0],
                                     global_batch=config.train.batch_size * ctx.world_size,
                                     channels_last=config.train.channels_last)
         job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config),

@@ -20,9 +20,9 @@ from utils.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Scoring:
-    """How every task is scored: where, in which precision, in which batches, and this process's share."""
+    """How every task is scored: where, in which batches, and this process's share; the precision is the
+    training's, given with each call."""
     device: object
-    precision: str
     batch_size: int
     num_workers: int
     channels_last: bool
@@ -37,15 +37,15 @@ class ZeroShotScorer:
                                       min_side=model_config.image_size, class_names_file=task.classnames)
         self.template_name, self.templates = load_templates(task.templates or self.eval_set.default_templates)
 
-    def __call__(self, model, step: int, scoring: Scoring) -> dict[str, float]:
+    def __call__(self, model, step: int, scoring: Scoring, precision: str) -> dict[str, float]:
         (result,), unreadable = zero_shot_scores(
-            model, self.eval_set, [self.templates], scoring.device, scoring.precision, batch_size=scoring.batch_size,
+            model, self.eval_set, [self.templates], scoring.device, precision, batch_size=scoring.batch_size,
             num_workers=scoring.num_workers, channels_last=scoring.channels_last, shard=scoring.shard, progress=False)
         if self.task.report_dir and scoring.shard.rank == 0:
             run_info = {"step": step, "dataset": self.eval_set.name, "data_dir": self.task.data_dir,
                         "templates": {"name": self.template_name, "count": len(self.templates)},
                         "num_classes": len(self.eval_set.class_names), "num_unreadable_images": len(unreadable),
-                        "precision": scoring.precision}
+                        "precision": precision}
             write_zero_shot_report(result, self.task.report_dir, self.task.name, run_info,
                                    f"Zero-shot {self.eval_set.name}, templates '{self.template_name}': step {step}")
         return {"top1": result.top1, "top5": result.top5, "mean_per_class_recall": result.mean_per_class_recall}
@@ -62,12 +62,12 @@ class RetrievalScorer:
     def __init__(self, task: RetrievalTask, model_config: ModelConfig, preprocess, scoring: Scoring):
         self.captioned, self.preprocess = read_captioned(task), preprocess
 
-    def __call__(self, model, step: int, scoring: Scoring) -> dict[str, float]:
-        features = caption_image_features(model, self.captioned, self.preprocess, scoring.device, scoring.precision,
+    def __call__(self, model, step: int, scoring: Scoring, precision: str) -> dict[str, float]:
+        features = caption_image_features(model, self.captioned, self.preprocess, scoring.device, precision,
                                           batch_size=scoring.batch_size, num_workers=scoring.num_workers,
                                           shard=scoring.shard, progress=False)
         result = captioned_retrieval(features, self.captioned.captions, lambda texts: text_features(
-            model, texts, scoring.device, scoring.precision, batch_size=scoring.batch_size, shard=scoring.shard,
+            model, texts, scoring.device, precision, batch_size=scoring.batch_size, shard=scoring.shard,
             progress=False))
         # "image_to_text_R@1" -> "image_to_text_r1"
         return {key.replace("_R@", "_r"): value for key, value in result.recalls.items()}
@@ -80,8 +80,8 @@ class LossScorer:
             raise UserError(f"eval task {task.name}: {task.annotation_file} has {len(self.captioned.image_paths)} "
                             f"images, fewer than one global training batch ({scoring.loss_batch_size})")
 
-    def __call__(self, model, step: int, scoring: Scoring) -> dict[str, float]:
-        return {"loss": validation_loss(model, self.captioned, self.preprocess, scoring.device, scoring.precision,
+    def __call__(self, model, step: int, scoring: Scoring, precision: str) -> dict[str, float]:
+        return {"loss": validation_loss(model, self.captioned, self.preprocess, scoring.device, precision,
                                         batch_size=scoring.loss_batch_size, num_workers=scoring.num_workers,
                                         shard=scoring.shard)}
 
@@ -102,10 +102,11 @@ class TrainingEvaluator:
         return (step == total_steps or (every_steps is not None and step % every_steps == 0)
                 or (every_epochs is not None and step % (every_epochs * steps_per_epoch) == 0))
 
-    def __call__(self, model, step: int) -> dict[str, float]:
+    def __call__(self, model, step: int, precision: str) -> dict[str, float]:
         started, metrics = time.perf_counter(), {}
         for name, scorer in self.scorers.items():
-            metrics.update({f"{name}/{key}": value for key, value in scorer(model, step, self.scoring).items()})
+            scores = scorer(model, step, self.scoring, precision)
+            metrics.update({f"{name}/{key}": value for key, value in scores.items()})
         if self.scoring.shard.rank == 0:
             print(f"evaluation at step {step} took {time.perf_counter() - started:.1f} s")
         return metrics
@@ -120,14 +121,14 @@ def process_shard(ctx: DistributedContext) -> Shard:
 SCORERS = {"zeroshot": ZeroShotScorer, "retrieval": RetrievalScorer, "loss": LossScorer}
 
 
-def build_evaluator(config: EvalConfig, model_config: ModelConfig, ctx: DistributedContext, *, precision: str,
-                    global_batch: int, channels_last: bool) -> TrainingEvaluator | None:
+def build_evaluator(config: EvalConfig, model_config: ModelConfig, ctx: DistributedContext, *, global_batch: int,
+                    channels_last: bool) -> TrainingEvaluator | None:
     """The evaluator of the `eval:` section, its data read now; None without tasks. `global_batch` is the
     training's (the loss tasks score batches of that size)."""
     if not config.tasks:
         return None
     preprocess = image_transform(model_config.image_size, model_config.image_mean, model_config.image_std)
-    scoring = Scoring(ctx.device, precision, config.batch_size, config.num_workers, channels_last, global_batch,
+    scoring = Scoring(ctx.device, config.batch_size, config.num_workers, channels_last, global_batch,
                       process_shard(ctx))
     scorers = {task.name: SCORERS[task.kind](task, model_config, preprocess, scoring) for task in config.tasks}
     return TrainingEvaluator(config, scorers, scoring)

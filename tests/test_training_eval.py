@@ -19,7 +19,6 @@ from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_trai
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from model import build_model, load_model, model_config_by_name
-from model.preprocess import image_transform
 from trainer.checkpointing import list_checkpoints
 from trainer.distributed import DistributedContext
 from trainer.run_log import read_log
@@ -62,10 +61,9 @@ def score_in_training(data, rank=0, world_size=1) -> dict:
     model, _ = load_model(data["checkpoint"])
     model.train()
     ctx = DistributedContext(rank, rank, world_size, torch.device("cpu"))
-    evaluator = build_evaluator(eval_config(data), model.config, ctx, precision="fp32", global_batch=LOSS_BATCH,
-                                channels_last=False)
+    evaluator = build_evaluator(eval_config(data), model.config, ctx, global_batch=LOSS_BATCH, channels_last=False)
     with evaluation_mode(model):
-        return evaluator(model, 7)
+        return evaluator(model, 7, "fp32")
 
 
 def score_on_rank(rank, world_size, port, data, out_path):

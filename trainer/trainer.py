@@ -52,7 +52,7 @@ class Evaluator(Protocol):
 
     def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool: ...
 
-    def __call__(self, model, step: int) -> dict[str, float]: ...
+    def __call__(self, model, step: int, precision: str) -> dict[str, float]: ...
 
 
 @dataclasses.dataclass
@@ -205,7 +205,7 @@ def evaluate_if_due(session: Session) -> None:
     if evaluator is None or not evaluator.due(step, session.steps_per_epoch, session.total_steps):
         return
     with session.window.paused(), evaluation_mode(session.job.model):
-        metrics = evaluator(session.job.model, step)
+        metrics = evaluator(session.job.model, step, session.precision)
     session.evaluation = {"step": step, **metrics}
     session.log.write(session.evaluation, group="eval")
     session.say(f"step {step}: " + ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
