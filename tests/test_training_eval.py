@@ -16,8 +16,11 @@ import train
 import zeroshot_eval
 from dataloader.coco import read_coco_captions
 from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
-from evaluation.during_training import build_evaluator
+from dataloader.eval_datasets import read_eval_set
+from evaluation.during_training import build_evaluator, process_shard
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
+from evaluation.retrieval import caption_image_features
+from evaluation.zeroshot import zero_shot_scores
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.distributed import DistributedContext
@@ -66,12 +69,23 @@ def score_in_training(data, rank=0, world_size=1) -> dict:
         return evaluator(model, 7, "fp32")
 
 
+def images_scored(data, shard) -> dict:
+    """What the ranks scored together: every image once (a percentage alone would not show double counting)."""
+    model, preprocess = load_model(data["checkpoint"])
+    eval_set = read_eval_set("folder", data["class_dir"], preprocess)
+    (result,), _ = zero_shot_scores(model, eval_set, [[TEMPLATE]], "cpu", batch_size=EVAL_BATCH, shard=shard)
+    captioned = read_coco_captions(data["annotation_file"], data["image_dir"])
+    features = caption_image_features(model, captioned, preprocess, "cpu", batch_size=EVAL_BATCH, shard=shard)
+    return {"class_images": result.num_images, "captioned_images": features.labels.tolist()}
+
+
 def score_on_rank(rank, world_size, port, data, out_path):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         metrics = score_in_training(data, rank, world_size)
+        counts = images_scored(data, process_shard(DistributedContext(rank, rank, world_size, torch.device("cpu"))))
         if rank == 0:
-            out_path.write_text(json.dumps(metrics))
+            out_path.write_text(json.dumps({"metrics": metrics, "counts": counts}))
     finally:
         dist.destroy_process_group()
 
@@ -126,7 +140,8 @@ def test_in_training_scores_equal_the_evaluation_scripts_on_one_process(eval_dat
 def test_in_training_scores_equal_the_evaluation_scripts_on_two_gloo_ranks(eval_data, script_results, tmp_path):
     out_path = tmp_path / "rank0.json"
     mp.spawn(score_on_rank, args=(2, free_port(), eval_data, out_path), nprocs=2, join=True)
-    metrics = json.loads(out_path.read_text())
+    metrics, counts = json.loads(out_path.read_text()).values()
+    assert counts == {"class_images": 35, "captioned_images": list(range(13))}
     assert {key: metrics[key] for key in script_results} == script_results
     assert metrics["val_loss/loss"] == pytest.approx(reference_validation_loss(eval_data), rel=1e-5)
 
