@@ -33,7 +33,7 @@ from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
 from trainer.distributed import all_gather_object, distributed_session, rank
 from trainer.objectives import ClassificationObjective
-from trainer.trainer import train
+from trainer.trainer import TrainingJob, train
 from utils.cli import run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
@@ -176,7 +176,7 @@ def fine_tune(args) -> int:
             # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
             report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
                    "zero_shot_start", precision)
-        exit_code = train(config, classifier, loader, ClassificationObjective(), ctx, as_dict(config),
+        exit_code = train(TrainingJob(config, classifier, loader, ClassificationObjective(), as_dict(config)), ctx,
                           resume=args.resume)
         if exit_code == 0 and ctx.is_main:
             tuned = test_accuracy(classifier, splits, config, ctx.device, precision)

@@ -13,14 +13,11 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from dataloader.coco import read_coco_captions
-from dataloader.eval_datasets import ImageFiles, collate_readable
-from evaluation.features import cached_image_features, extract_image_features, extract_text_features, \
-    feature_cache_file
+from evaluation.features import cached_image_features, feature_cache_file
 from evaluation.inference_precision import choose_inference_precision
-from evaluation.retrieval import DEFAULT_KS, feature_retrieval_recall
+from evaluation.retrieval import DEFAULT_KS, caption_image_features, captioned_retrieval, text_features
 from model import load_model
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
@@ -53,42 +50,32 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"{name}: {len(captioned.image_paths)} images, {sum(map(len, captioned.captions))} captions, "
           f"{decision.describe()}")
 
-    # An image's label is its index, so the unreadable ones can be dropped with their captions afterwards.
-    images = ImageFiles([Path(path) for path in captioned.image_paths], list(range(len(captioned.image_paths))),
-                        preprocess, model.config.image_size)
     cache_file = feature_cache_file(
         args.cache_dir, f"{name}-images", args.checkpoint_path,
         {"annotation_file": str(Path(args.annotation_file).resolve()), "image_dir": str(Path(args.image_dir).resolve()),
          "images": len(captioned.image_paths)},
         {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
          "std": list(model.config.image_std), "precision": precision})
-    loader = DataLoader(images, batch_size=args.batch_size, num_workers=args.num_workers,
-                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
-    image_features, from_cache = cached_image_features(
-        cache_file, lambda: extract_image_features(model, loader, device, precision))
+    image_features, from_cache = cached_image_features(cache_file, lambda: caption_image_features(
+        model, captioned, preprocess, device, precision, batch_size=args.batch_size, num_workers=args.num_workers))
     if from_cache:
         print(f"image features read from {cache_file}")
     for path in image_features.unreadable:
         print(f"warning: skipped unreadable image {path} and its captions", file=sys.stderr)
-
-    kept_images = image_features.labels.tolist()
-    if not kept_images:
+    if not len(image_features.labels):
         raise UserError(f"none of the images of {args.annotation_file} in {args.image_dir} could be read")
-    captions, caption_image = [], []
-    for position, image_index in enumerate(kept_images):
-        captions += captioned.captions[image_index]
-        caption_image += [position] * len(captioned.captions[image_index])
-    text_features = extract_text_features(model, captions, device, precision, args.batch_size)
-    recalls = feature_retrieval_recall(image_features.features, text_features, torch.tensor(caption_image))
+    result = captioned_retrieval(image_features, captioned.captions, lambda texts: text_features(
+        model, texts, device, precision, batch_size=args.batch_size))
+    recalls = result.recalls
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"{direction} R@{k} = {recalls[f'{key}_R@{k}']:.2f} %"
              for direction, key in (("image -> text", "image_to_text"), ("text -> image", "text_to_image"))
              for k in DEFAULT_KS]
-    lines.append(f"{len(kept_images)} images, {len(captions)} captions")
+    lines.append(f"{result.num_images} images, {result.num_captions} captions")
     report = {"checkpoint": str(args.checkpoint_path), "annotation_file": str(args.annotation_file),
-              "image_dir": str(args.image_dir), "num_images": len(kept_images), "num_captions": len(captions),
+              "image_dir": str(args.image_dir), "num_images": result.num_images, "num_captions": result.num_captions,
               "num_missing_images": len(captioned.missing), "num_unreadable_images": len(image_features.unreadable),
               "precision": precision, **recalls}
     (output_dir / f"{name}_retrieval.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -4,8 +4,9 @@
                     [--train_annotation_file FILE] [--resume auto|PATH] [key.sub=value ...]
     torchrun --nproc_per_node 4 train.py ...      (one process per GPU)
 
-The configuration is trainer/train_config.yaml and dataloader/data_config.yaml, then the experiment YAML (only
-its differences), then the flags and dotted overrides; the resolved result is saved in the run folder.
+The configuration is trainer/train_config.yaml, dataloader/data_config.yaml and evaluation/eval_config.yaml, then
+the experiment YAML (only its differences), then the flags and dotted overrides; the resolved result is saved in
+the run folder.
 """
 import argparse
 import dataclasses
@@ -17,34 +18,28 @@ import torch
 from dataloader.config import DataConfig
 from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
 from dataloader.train_data import build_train_loader
-from model import build_model, model_config_by_name
-from trainer.checkpointing import find_resume_checkpoint
+from evaluation.during_training import build_evaluator
+from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
+from model import initial_model
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
-from trainer.trainer import train
+from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import run_command
 from utils.seeding import seed_everything
-import zeroshot_eval
 
 ROOT = Path(__file__).resolve().parent
 TRAIN_DEFAULTS = ROOT / "trainer" / "train_config.yaml"
 DATA_DEFAULTS = ROOT / "dataloader" / "data_config.yaml"
+DEFAULT_MODEL = "RN50"
 
 
 @dataclasses.dataclass
 class ModelChoice:
-    name: str = "RN50"  # a named config in model/model_config.yaml
+    name: str | None = None  # a named config in model/model_config.yaml (default RN50, or init_from's architecture)
     overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
-
-
-@dataclasses.dataclass
-class ZeroShotAfterTraining:
-    dataset_type: str = "folder"  # as zeroshot_eval.py --dataset_type
-    data_dir: str = ""
-    templates: str | None = None  # as zeroshot_eval.py --templates (default: the dataset's set)
-    name: str | None = None  # name of the result files (default: the data folder's name)
+    init_from: str | None = None  # start from these weights (any file load_model reads); fresh optimiser and schedule
 
 
 @dataclasses.dataclass
@@ -52,7 +47,7 @@ class RunConfig(TrainerConfig):
     model: ModelChoice = dataclasses.field(default_factory=ModelChoice)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     synthetic_data: SyntheticDataConfig | None = None  # generate this dataset first (the no-download quickstart)
-    zero_shot_eval: ZeroShotAfterTraining | None = None  # evaluate the final checkpoint zero-shot at the end
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)  # evaluation during training
 
 
 def parse_args(argv):
@@ -67,7 +62,8 @@ def parse_args(argv):
 
 
 def load_run_config(args) -> RunConfig:
-    defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)}}
+    defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)},
+                str(EVAL_DEFAULTS): {"eval": read_yaml(EVAL_DEFAULTS)}}
     flags = {"data.train_data": args.train_data, "data.train_img_dir": args.train_img_dir,
              "data.train_annotation_file": args.train_annotation_file}
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
@@ -79,7 +75,6 @@ def main(argv=None) -> int:
 
 def run_training(args) -> int:
     config = load_run_config(args)
-    model_config = model_config_by_name(config.model.name, config.model.overrides)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     with distributed_session() as ctx:
@@ -87,30 +82,20 @@ def run_training(args) -> int:
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = build_model(model_config)
+        model = initial_model(config.model.name, config.model.overrides, config.model.init_from, DEFAULT_MODEL)
+        if config.model.init_from and ctx.is_main:
+            print(f"weights from {config.model.init_from}")
+        model_config = model.config
         loader = build_train_loader(config.data, image_size=model_config.image_size, mean=model_config.image_mean,
                                     std=model_config.image_std, context_length=model_config.context_length,
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
-        exit_code = train(config, model, loader, ContrastiveObjective(config.train.local_loss), ctx, as_dict(config),
-                          resume=args.resume)
-        if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
-            return evaluate_final_checkpoint(config)
-        return exit_code
-
-
-def evaluate_final_checkpoint(config: RunConfig) -> int:
-    """Zero-shot accuracy of the run's last checkpoint, through the same code as zeroshot_eval.py."""
-    checkpoint = find_resume_checkpoint("auto", config.output_dir)
-    settings = config.zero_shot_eval
-    argv = ["--checkpoint_path", str(checkpoint), "--dataset_type", settings.dataset_type,
-            "--data_dir", settings.data_dir, "--num_workers", "0"]
-    if settings.templates:
-        argv += ["--templates", settings.templates]
-    if settings.name:
-        argv += ["--dataset", settings.name]
-    print(f"zero-shot evaluation of {checkpoint} on {settings.data_dir}")
-    return zeroshot_eval.main(argv)
+        evaluator = build_evaluator(config.eval, model_config, ctx,
+                                    global_batch=config.train.batch_size * ctx.world_size,
+                                    channels_last=config.train.channels_last)
+        job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config),
+                          evaluator)
+        return train(job, ctx, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
-from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
-from evaluation.figures import plot_per_class_accuracy
+from dataloader.eval_datasets import READERS, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
-from evaluation.metrics import summarise
-from evaluation.report import summary_lines, write_reports
+from evaluation.report import summary_lines, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
-from evaluation.zeroshot import classify_with_heads, zero_shot_head
+from evaluation.zeroshot import zero_shot_scores
 from model import load_model
 from model.inference import prepare_for_inference
 from utils.cli import add_inference_arguments, run_command
@@ -65,21 +62,16 @@ def evaluate(args: argparse.Namespace) -> None:
           + ", ".join(f"{len(templates)} template(s) '{name}'" for name, templates in template_sets)
           + f", {decision.describe()}")
 
-    heads = [zero_shot_head(model, eval_set.class_names, templates, device, precision)
-             for _, templates in template_sets]
-    loader = DataLoader(eval_set.dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
     start = time.perf_counter()
-    tallies, unreadable = classify_with_heads(model, loader, heads, device, precision, args.channels_last)
+    results, unreadable = zero_shot_scores(model, eval_set, [templates for _, templates in template_sets], device,
+                                           precision, batch_size=args.batch_size, num_workers=args.num_workers,
+                                           channels_last=args.channels_last)
     seconds = time.perf_counter() - start
     for image in unreadable:
         print(f"warning: skipped unreadable image {image.path}: {image.reason}", file=sys.stderr)
     if unreadable:
         print(f"warning: skipped {len(unreadable)} unreadable image(s)", file=sys.stderr)
-    if not tallies[0].images.sum():
-        raise UserError(f"none of the {len(eval_set.dataset)} images in {args.data_dir} could be read")
 
-    results = [summarise(tally, eval_set.class_names) for tally in tallies]
     for (template_name, templates), result in zip(template_sets, results):
         run_info = {
             "checkpoint": str(args.checkpoint_path),
@@ -94,10 +86,9 @@ def evaluate(args: argparse.Namespace) -> None:
         }
         # One template set keeps the plain name; several get one report each, named after their set.
         report_name = eval_set.name if len(template_sets) == 1 else f"{eval_set.name}_{file_name_part(template_name)}"
-        text_path, json_path = write_reports(result, args.output_dir, report_name, run_info)
-        chart_path = plot_per_class_accuracy(result, text_path.with_suffix(".png"),
-                                             f"Zero-shot {eval_set.name}, templates '{template_name}': "
-                                             f"{args.checkpoint_path}")
+        text_path, json_path, chart_path = write_zero_shot_report(
+            result, args.output_dir, report_name, run_info,
+            f"Zero-shot {eval_set.name}, templates '{template_name}': {args.checkpoint_path}")
         if len(template_sets) > 1:
             print(f"templates '{template_name}':")
         print("\n".join(summary_lines(result)))

@@ -30,6 +30,13 @@ class ClassTally:
         self.top1_hits += torch.bincount(labels[rank < 1], minlength=self.num_classes)
         self.top5_hits += torch.bincount(labels[rank < 5], minlength=self.num_classes)
 
+    def summed_over(self, sum_over_ranks) -> "ClassTally":
+        """This tally with every rank's counts added (evaluation.shard.Shard.sum), in one collective."""
+        counts = sum_over_ranks(torch.stack([self.images, self.top1_hits, self.top5_hits]))
+        total = ClassTally(self.num_classes)
+        total.images, total.top1_hits, total.top5_hits = counts.clone()
+        return total
+
 
 @dataclass(frozen=True)
 class ClassScore:

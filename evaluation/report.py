@@ -1,8 +1,9 @@
-"""Zero-shot results as text (the layout of the project this toolkit follows) and as JSON."""
+"""Zero-shot results as text (the layout of the project this toolkit follows), as JSON and as a per-class chart."""
 import json
 from dataclasses import asdict
 from pathlib import Path
 
+from evaluation.figures import plot_per_class_accuracy
 from evaluation.metrics import ClassificationResult
 
 RULE = "-" * 53
@@ -34,3 +35,10 @@ def write_reports(result: ClassificationResult, output_dir: str | Path, name: st
     text_path.write_text(format_text_report(result), encoding="utf-8")
     json_path.write_text(json.dumps({**run_info, **asdict(result)}, indent=2) + "\n", encoding="utf-8")
     return text_path, json_path
+
+
+def write_zero_shot_report(result: ClassificationResult, output_dir: str | Path, name: str, run_info: dict,
+                           title: str) -> tuple[Path, Path, Path]:
+    """<name>.txt, <name>.json (write_reports) and <name>.png (the per-class accuracy chart) in `output_dir`."""
+    text_path, json_path = write_reports(result, output_dir, name, run_info)
+    return text_path, json_path, plot_per_class_accuracy(result, text_path.with_suffix(".png"), title)

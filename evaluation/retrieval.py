@@ -5,10 +5,18 @@ text -> image: a caption is a hit at K when its image ranks in the top K of all 
 Ties count against the query (as in evaluation.metrics): a correct item's rank is the number of wrong items that
 score at least as high, so constant scores give recall 0, not a lucky hit from the order of the files.
 """
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from dataloader.coco import CaptionedImages
+from dataloader.eval_datasets import ImageFiles, collate_readable
+from evaluation.features import ImageFeatures, extract_image_features, extract_text_features
+from evaluation.shard import Shard
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -56,3 +64,46 @@ def feature_retrieval_recall(image_features: torch.Tensor, text_features: torch.
     ranks = retrieval_ranks(lambda start, stop: image_features[start:stop] @ text_features.T,
                             caption_image.cpu(), len(image_features))
     return recall_at_k(*ranks, ks)
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    recalls: dict[str, float]  # "image_to_text_R@1" ... "text_to_image_R@10", in percent
+    num_images: int  # the readable images, each scored with all of its captions
+    num_captions: int
+
+
+def caption_image_features(model, captioned: CaptionedImages, preprocess, device, precision: str = "fp32", *,
+                           batch_size: int, num_workers: int = 0, shard: Shard = Shard(),
+                           progress: bool = True) -> ImageFeatures:
+    """Features of the captioned images, labelled by their index in `captioned` (unreadable ones left out and
+    named); this rank encodes its block, the features are gathered in image order."""
+    block = shard.block(len(captioned.image_paths))
+    images = ImageFiles([Path(captioned.image_paths[index]) for index in block], list(block), preprocess,
+                        model.config.image_size)
+    loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
+                        pin_memory=torch.device(device).type == "cuda")
+    features = extract_image_features(model, loader, device, precision, progress)
+    return ImageFeatures(shard.gather_rows(features.features), shard.gather_rows(features.labels),
+                         [path for part in shard.gather(features.unreadable) for path in part])
+
+
+def text_features(model, texts: list[str], device, precision: str = "fp32", *, batch_size: int,
+                  shard: Shard = Shard(), progress: bool = True) -> torch.Tensor:
+    """extract_text_features of `texts`; this rank encodes its block, the features are gathered in text order."""
+    block = shard.block(len(texts))
+    return shard.gather_rows(extract_text_features(model, texts[block.start:block.stop], device, precision,
+                                                   batch_size, progress))
+
+
+def captioned_retrieval(image_features: ImageFeatures, captions: list[list[str]],
+                        encode_texts: Callable[[list[str]], torch.Tensor], ks=DEFAULT_KS) -> RetrievalResult:
+    """Recall@K of the images in `image_features` (labelled by their index in `captions`) with all of their
+    captions; `encode_texts` gives the captions' features (e.g. text_features)."""
+    kept_images = image_features.labels.tolist()
+    texts, caption_image = [], []
+    for position, image_index in enumerate(kept_images):
+        texts += captions[image_index]
+        caption_image += [position] * len(captions[image_index])
+    recalls = feature_retrieval_recall(image_features.features, encode_texts(texts), torch.tensor(caption_image), ks)
+    return RetrievalResult(recalls, len(kept_images), len(texts))

@@ -3,12 +3,35 @@ from typing import Iterable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from evaluation.metrics import ClassTally
+from dataloader.eval_datasets import EvalSet, UnreadableImage, collate_readable
+from evaluation.metrics import ClassificationResult, ClassTally, summarise
+from evaluation.shard import Shard
 from evaluation.template_sets import fill_template
+from utils.errors import UserError
 from utils.precision import autocast
 from utils.tokenizer import tokenize, trim_padding
+
+
+def zero_shot_scores(model, eval_set: EvalSet, template_sets: list[list[str]], device: torch.device | str,
+                     precision: str = "fp32", *, batch_size: int, num_workers: int = 0, channels_last: bool = False,
+                     shard: Shard = Shard(), progress: bool = True) -> tuple[list[ClassificationResult],
+                                                                           list[UnreadableImage]]:
+    """Top-1/top-5/mean per-class accuracy of `model` on `eval_set`, one result per template set, and the images
+    that could not be read. The class text embeddings are computed once per call; this rank scores its block of
+    the images and the counts are summed over ranks."""
+    heads = [zero_shot_head(model, eval_set.class_names, templates, device, precision) for templates in template_sets]
+    images = Subset(eval_set.dataset, shard.block(len(eval_set.dataset)))
+    loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
+                        pin_memory=torch.device(device).type == "cuda")
+    tallies, unreadable = classify_with_heads(model, loader, heads, device, precision, channels_last, progress)
+    tallies = [tally.summed_over(shard.sum) for tally in tallies]
+    unreadable = [image for part in shard.gather(unreadable) for image in part]
+    if not tallies[0].images.sum():
+        raise UserError(f"none of the {len(eval_set.dataset)} images of {eval_set.name} could be read")
+    return [summarise(tally, eval_set.class_names) for tally in tallies], unreadable
 
 
 @torch.inference_mode()

@@ -5,6 +5,7 @@ import torch
 
 from model.clip import CLIP
 from model.config import ModelConfig, model_config_by_name, named_configs
+from utils.config import as_dict, build
 from model.preprocess import image_transform
 from model.weights import infer_config, load_weights_strict, read_weights
 from utils.errors import UserError
@@ -36,4 +37,22 @@ def load_model(path_or_config_name, device="cpu", quick_gelu: bool | None = None
     return model, image_transform(model.config.image_size, model.config.image_mean, model.config.image_std)
 
 
-__all__ = ["CLIP", "ModelConfig", "build_model", "load_model", "model_config_by_name"]
+def initial_model(name: str | None, overrides: dict, init_from: str | None, default_name: str) -> CLIP:
+    """The model a training run starts from: random weights of the named config (`default_name` when `name` is
+    None), or the weights of `init_from` in the architecture the file carries or implies. A name or overrides
+    given with `init_from` must describe that architecture: a mismatch is an error, not a silent choice."""
+    if init_from is None:
+        return build_model(model_config_by_name(name or default_name, overrides))
+    model, _ = load_model(init_from)
+    wanted = model_config_by_name(name, overrides) if name else \
+        build(ModelConfig, {**as_dict(model.config), **overrides}, "model.overrides")
+    differences = [f"{key} {value} vs {getattr(model.config, key)}" for key, value in as_dict(wanted).items()
+                   if value != getattr(model.config, key)]
+    if differences:
+        given = f"model.name {name}" + (" with model.overrides" if overrides else "") if name else "model.overrides"
+        raise UserError(f"{given} disagrees with the architecture of model.init_from {init_from} "
+                        f"({'; '.join(differences)}): leave model.name and model.overrides unset to take the file's")
+    return model.train()
+
+
+__all__ = ["CLIP", "ModelConfig", "build_model", "initial_model", "load_model", "model_config_by_name"]

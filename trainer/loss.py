@@ -20,13 +20,16 @@ class ClipLoss(nn.Module):
 
     def forward(self, image_features, text_features, logit_scale):
         all_image, all_text = gather_with_grad(image_features), gather_with_grad(text_features)
-        if self.local_loss:
-            rows = image_features.shape[0]
-            labels = torch.arange(rows, device=image_features.device) + rank() * rows
-            logits_per_image = logit_scale * image_features @ all_text.T
-            logits_per_text = logit_scale * text_features @ all_image.T
-        else:
-            labels = torch.arange(all_image.shape[0], device=image_features.device)
-            logits_per_image = logit_scale * all_image @ all_text.T
-            logits_per_text = logits_per_image.T
+        if not self.local_loss:
+            return contrastive_loss(all_image, all_text, logit_scale)
+        rows = image_features.shape[0]
+        labels = torch.arange(rows, device=image_features.device) + rank() * rows
+        logits_per_image = logit_scale * image_features @ all_text.T
+        logits_per_text = logit_scale * text_features @ all_image.T
         return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+def contrastive_loss(image_features, text_features, logit_scale) -> torch.Tensor:
+    """The loss of one batch held whole on this device: image i belongs with text i."""
+    labels = torch.arange(image_features.shape[0], device=image_features.device)
+    logits_per_image = logit_scale * image_features @ text_features.T
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_image.T, labels)) / 2

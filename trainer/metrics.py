@@ -1,4 +1,5 @@
 """Step metrics kept on the device between logging steps, so the loop never waits on the device just to log."""
+import contextlib
 import math
 import time
 
@@ -22,9 +23,15 @@ class MetricWindow:
         self.samples = 0
         self.started = time.perf_counter()
 
-    def restart_clock(self) -> None:
-        """After a pause that is not training (a checkpoint write), so samples/s measures training alone."""
-        self.started = time.perf_counter()
+    @contextlib.contextmanager
+    def paused(self):
+        """Time inside (a checkpoint write, an evaluation) is not training: samples/s leaves it out, while the
+        samples of the steps before it still count."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - began
 
     def add(self, loss: torch.Tensor, skipped: torch.Tensor, samples: int) -> None:
         self.loss_sum += loss.detach().float()

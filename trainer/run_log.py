@@ -1,5 +1,5 @@
-"""The run's records on the main process: one JSON line per logged step (log.jsonl), TensorBoard scalars when
-TensorBoard is installed, and the end-of-run summary (summary.json)."""
+"""The run's records on the main process: one JSON line per logged step and per evaluation (log.jsonl, on one step
+axis), TensorBoard scalars when TensorBoard is installed, and the end-of-run summary (summary.json)."""
 import json
 from pathlib import Path
 
@@ -34,7 +34,8 @@ class RunLog:
         kept = [record for record in read_log(self.run_dir) if record["step"] <= step]
         (self.run_dir / LOG_FILE).write_text("".join(json.dumps(record) + "\n" for record in kept))
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, group: str = "train") -> None:
+        """Append `record` (its "step" and values); TensorBoard files the values under `group`/."""
         if not self.enabled:
             return
         with open(self.run_dir / LOG_FILE, "a") as file:
@@ -42,7 +43,7 @@ class RunLog:
         if self.tensorboard is not None:
             for key, value in record.items():
                 if key != "step":
-                    self.tensorboard.add_scalar(f"train/{key}", value, record["step"])
+                    self.tensorboard.add_scalar(f"{group}/{key}", value, record["step"])
 
     def write_summary(self, summary: dict) -> None:
         if self.enabled:

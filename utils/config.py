@@ -123,6 +123,9 @@ def _check(expected, value, source: str, key: str):
     if dataclasses.is_dataclass(expected):
         return build(expected, value, source, key + ".")
     if origin in (typing.Union, types.UnionType):
+        kinds = _kinds(typing.get_args(expected))
+        if kinds:
+            return _check_kind(kinds, value, source, key)
         for option in typing.get_args(expected):
             try:
                 return _check(option, value, source, key)
@@ -151,6 +154,27 @@ def _check(expected, value, source: str, key: str):
     elif isinstance(value, expected):
         return value
     raise UserError(f"{source}: '{key}' must be {_describe(expected)}, got {value!r} ({type(value).__name__})")
+
+
+def _kinds(options) -> dict:
+    """{kind: dataclass} when every option is a dataclass told apart by a `kind: Literal[...]` field, else {}."""
+    kinds = {}
+    for option in options:
+        hint = typing.get_type_hints(option).get("kind") if dataclasses.is_dataclass(option) else None
+        if typing.get_origin(hint) is not typing.Literal:
+            return {}
+        kinds.update({kind: option for kind in typing.get_args(hint)})
+    return kinds
+
+
+def _check_kind(kinds: dict, value, source: str, key: str):
+    """A mapping whose `kind` picks its dataclass: errors then name that dataclass's keys, not every option's."""
+    choices = " | ".join(kinds)
+    if not isinstance(value, dict) or "kind" not in value:
+        raise UserError(f"{source}: '{key}' must be a mapping with a 'kind' ({choices}), got {value!r}")
+    if value["kind"] not in kinds:
+        raise UserError(f"{source}: '{key}.kind' must be one of {choices}, got {value['kind']!r}")
+    return build(kinds[value["kind"]], value, source, key + ".")
 
 
 def as_dict(config) -> dict:

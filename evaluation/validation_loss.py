@@ -1,0 +1,37 @@
+"""The contrastive loss on held-out captioned images: the training objective, measured on data it never saw."""
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dataloader.coco import CaptionedImages
+from dataloader.eval_datasets import ImageFiles, collate_readable
+from evaluation.shard import Shard
+from trainer.loss import contrastive_loss
+from utils.precision import autocast
+from utils.tokenizer import tokenize, trim_padding
+
+
+@torch.no_grad()
+def validation_loss(model, captioned: CaptionedImages, preprocess, device, precision: str = "fp32", *,
+                    batch_size: int, num_workers: int = 0, shard: Shard = Shard()) -> float:
+    """Mean contrastive loss over consecutive batches of `batch_size` images (in `captioned` order), each image
+    with its first caption; a last partial batch is left out, as in training, since fewer negatives make a lower
+    loss. Each batch is scored whole by one rank (batch i by rank i % world_size), so the number does not depend on
+    how the batches are shared out; unreadable images are left out of their batch."""
+    num_batches = len(captioned.image_paths) // batch_size
+    mine = [list(range(index * batch_size, (index + 1) * batch_size))
+            for index in range(shard.rank, num_batches, shard.world_size)]
+    images = ImageFiles([Path(path) for path in captioned.image_paths], list(range(len(captioned.image_paths))),
+                        preprocess, model.config.image_size)
+    loader = DataLoader(images, batch_sampler=mine, num_workers=num_workers, collate_fn=collate_readable,
+                        pin_memory=torch.device(device).type == "cuda")
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    for batch in loader:
+        tokens = tokenize([captioned.captions[index][0] for index in batch.labels.tolist()],
+                          model.config.context_length)
+        with autocast(device, precision):
+            image_features, text_features, logit_scale = model(batch.images.to(device), trim_padding(tokens).to(device))
+        loss_sum += contrastive_loss(image_features.float(), text_features.float(), logit_scale.float()).cpu()
+    loss_total, batches = shard.sum(torch.stack([loss_sum, torch.tensor(len(mine), dtype=torch.float64)])).tolist()
+    return loss_total / batches
