@@ -1,13 +1,12 @@
 """The contrastive loss over the global batch: two gloo ranks on half batches equal one process on the whole."""
-import socket
 
 import open_clip
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer.distributed import all_reduce_mean
 from trainer.loss import ClipLoss
@@ -38,8 +37,7 @@ def loss_and_gradients(model, images, tokens, local_loss):
 
 
 def run_rank(rank, world_size, port, local_loss, out_path):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
+    with gloo_process_group(rank, world_size, port):
         images, tokens = global_batch()
         rows = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
         model = DistributedDataParallel(fresh_model())
@@ -48,14 +46,6 @@ def run_rank(rank, world_size, port, local_loss, out_path):
             torch.save({"loss": all_reduce_mean(loss), "gradients": gradients}, out_path)
         else:
             all_reduce_mean(loss)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("local_loss", [False, True])

@@ -2,12 +2,10 @@
 the same checkpoint, on one process and on two gloo ranks (sizes not divisible by ranks x batch); its validation loss
 equals a direct computation; it leaves the training bit-identical; a task with a missing folder fails at start-up."""
 import json
-import socket
 
 import open_clip
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
@@ -21,6 +19,7 @@ from evaluation.during_training import build_evaluator, process_shard
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.retrieval import caption_image_features
 from evaluation.zeroshot import zero_shot_scores
+from gloo_ranks import free_port, gloo_process_group
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.distributed import DistributedContext
@@ -80,20 +79,11 @@ def images_scored(data, shard) -> dict:
 
 
 def score_on_rank(rank, world_size, port, data, out_path):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
+    with gloo_process_group(rank, world_size, port):
         metrics = score_in_training(data, rank, world_size)
         counts = images_scored(data, process_shard(DistributedContext(rank, rank, world_size, torch.device("cpu"))))
         if rank == 0:
             out_path.write_text(json.dumps({"metrics": metrics, "counts": counts}))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
