@@ -22,8 +22,9 @@ import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
                                matmul_peak, median_seconds, training_flops_per_sample)
+from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
 from model import build_model, model_config_by_name
-from utils.tokenizer import tokenize
+from utils.tokenizer import tokenize, trim_padding
 from trainer.objectives import ContrastiveObjective
 from trainer.precision_choice import training_workload
 from utils.precision import hardware_choice
@@ -81,7 +82,8 @@ def our_step(config, variant: Variant, images, tokens):
             group.update(fused=False, foreach=False)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     step_model = torch.compile(model) if variant.compile else model
-    objective, batch = ContrastiveObjective(), {"images": images, "tokens": tokens, "skipped": torch.tensor(0)}
+    tokens = trim_padding(tokens, TOKEN_LENGTH_MULTIPLE)  # as the training loader does
+    objective, batch = ContrastiveObjective(), {"images": images, "tokens": tokens, "skipped": 0}
 
     def step():
         accumulate_gradients(step_model, [batch], objective, scaler, device, precision)

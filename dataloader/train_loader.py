@@ -20,10 +20,11 @@ from dataloader.packed_strings import PackedStrings
 from dataloader.sampler import ShardedOrder, sample_rng
 from dataloader.transforms import TrainImageTransform
 from utils.errors import UserError
-from utils.tokenizer import tokenize
+from utils.tokenizer import tokenize, trim_padding
 
 log = logging.getLogger(__name__)
 NAMES_SHOWN = 5
+TOKEN_LENGTH_MULTIPLE = 8  # caption batches are cut to a multiple of 8 tokens: few shapes for a compiled model
 
 
 class TrainSamples(Dataset):
@@ -111,10 +112,13 @@ class CaptionedImageDataset(TrainSamples):
 
 def collate_samples(samples, target_key: str) -> dict:
     images, targets, unreadable = zip(*samples)
+    targets = default_collate(targets)
+    if target_key == "tokens":  # cut the padding here, in the worker: the copy to the device then needs no sync
+        targets = trim_padding(targets, multiple=TOKEN_LENGTH_MULTIPLE)
     return {  # default_collate stacks into shared memory in a worker, which saves a copy on the way out
         "images": default_collate(images),
-        target_key: default_collate(targets),
-        "skipped": torch.tensor(sum(len(paths) for paths in unreadable)),
+        target_key: targets,
+        "skipped": sum(len(paths) for paths in unreadable),  # a count on the host: reading it never syncs
         "unreadable": [path for paths in unreadable for path in paths],
     }
 
@@ -157,8 +161,8 @@ class TrainLoader:
         return len(self._batches.order)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
-        """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, target_key: [B, ...], "skipped" []
-        long (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
+        """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, target_key: [B, ...] (tokens cut after
+        the longest caption, to a multiple of 8), "skipped" int (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
         One pass at a time: starting another pass (or this one again) ends the previous one."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")

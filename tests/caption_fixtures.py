@@ -75,9 +75,10 @@ def image_numbers(images, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
 
 
 def caption_number(tokens, n, captions_per_image, context_length):
-    """Which of image n's captions `tokens` are, or None."""
+    """Which of image n's captions `tokens` are (padding aside: the loader cuts it), or None."""
     for k in range(captions_per_image):
-        if torch.equal(tokens, tokenize(caption(n, k), context_length)[0]):
+        expected = tokenize(caption(n, k), context_length)[0]
+        if torch.equal(tokens, expected[:len(tokens)]) and not expected[len(tokens):].any():
             return k
     return None
 

@@ -29,9 +29,13 @@ def shard_loader(train_data, batch_size=3, rank=0, world_size=1, seed=0, **chang
 
 
 def sample_numbers(tokens, count):
-    """Which sample each row of tokens is, from its caption."""
-    by_tokens = {tuple(tokenize(caption(n, 0), CONTEXT)[0].tolist()): n for n in range(count)}
-    return [by_tokens[tuple(row.tolist())] for row in tokens]
+    """Which sample each row of tokens is, from its caption (padding left out: the loader cuts it)."""
+    by_tokens = {without_padding(tokenize(caption(n, 0), CONTEXT)[0]): n for n in range(count)}
+    return [by_tokens[without_padding(row)] for row in tokens]
+
+
+def without_padding(row):
+    return tuple(token for token in row.tolist() if token)
 
 
 def count_samples_per_rank(rank, folder, result_file):

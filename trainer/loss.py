@@ -19,7 +19,9 @@ class ClipLoss(nn.Module):
         self.local_loss = local_loss
 
     def forward(self, image_features, text_features, logit_scale):
-        all_image, all_text = gather_with_grad(image_features), gather_with_grad(text_features)
+        # one gather for both: image and text features side by side
+        all_image, all_text = gather_with_grad(torch.cat([image_features, text_features], dim=1)).split(
+            [image_features.shape[1], text_features.shape[1]], dim=1)
         if not self.local_loss:
             return contrastive_loss(all_image, all_text, logit_scale)
         rows = image_features.shape[0]
@@ -27,6 +29,7 @@ class ClipLoss(nn.Module):
         logits_per_image = logit_scale * image_features @ all_text.T
         logits_per_text = logit_scale * text_features @ all_image.T
         return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
 
 def contrastive_loss(image_features, text_features, logit_scale) -> torch.Tensor:
     """The loss of one batch held whole on this device: image i belongs with text i."""

@@ -1,4 +1,5 @@
-"""Step metrics kept on the device between logging steps, so the loop never waits on the device just to log."""
+"""Step metrics kept on the device (losses) or the host (counts) between logging steps, so the loop never waits
+on the device, nor copies to it, just to log."""
 import contextlib
 import math
 import time
@@ -18,7 +19,7 @@ class MetricWindow:
 
     def _reset(self):
         self.loss_sum = torch.zeros((), device=self.device)
-        self.skipped = torch.zeros((), device=self.device)
+        self.skipped = 0
         self.steps = 0
         self.samples = 0
         self.started = time.perf_counter()
@@ -33,9 +34,9 @@ class MetricWindow:
         finally:
             self.started += time.perf_counter() - began
 
-    def add(self, loss: torch.Tensor, skipped: torch.Tensor, samples: int) -> None:
+    def add(self, loss: torch.Tensor, skipped: int, samples: int) -> None:
         self.loss_sum += loss.detach().float()
-        self.skipped += skipped.to(self.device)
+        self.skipped += skipped
         self.steps += 1
         self.samples += samples
 
@@ -43,7 +44,8 @@ class MetricWindow:
         """Mean loss over the window and all ranks, skipped images over all ranks, samples/s; raises if any loss
         since the last flush was NaN/inf (a NaN anywhere in the window makes the sum NaN)."""
         # one collective for both: summed over ranks (a no-op in a single process)
-        loss_total, skipped = all_reduce_sum(torch.stack([self.loss_sum, self.skipped]).float()).tolist()
+        counts = torch.stack([self.loss_sum, torch.tensor(float(self.skipped), device=self.device)])
+        loss_total, skipped = all_reduce_sum(counts).tolist()
         loss_sum = loss_total / self.world_size
         if not math.isfinite(loss_sum):
             where = f"the last good checkpoint is {last_good_checkpoint}" if last_good_checkpoint \

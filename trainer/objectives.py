@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from trainer.loss import ClipLoss
 from trainer.optim import clamp_logit_scale
 from utils.precision import autocast
-from utils.tokenizer import trim_padding
+
+
+EXAMPLE_CAPTION_TOKENS = 32
 
 
 class ContrastiveObjective:
@@ -18,18 +20,19 @@ class ContrastiveObjective:
 
     def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
         images = batch["images"].to(device, non_blocking=True)
-        # the text tower skips the padding after the batch's longest caption: same result, less work
-        tokens = trim_padding(batch["tokens"]).to(device, non_blocking=True)
+        tokens = batch["tokens"].to(device, non_blocking=True)  # the loader cut the padding after the longest
         with autocast(device, precision):
             image_features, text_features, logit_scale = model(images, tokens)
         # the loss in fp32: its softmax over the whole global batch is where low precision hurts most
         return self.loss_fn(image_features.float(), text_features.float(), logit_scale.float())
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
-        """Random images and captions that fill the context, in the shape of the loader's batches."""
+        """Random images and captions in the shape of the loader's batches, whose token columns end after the
+        longest caption (COCO's are rarely longer than 32 tokens)."""
         config = model.config
         images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
-        tokens = torch.randint(1, config.vocab_size - 1, (batch_size, config.context_length), generator=generator)
+        length = min(config.context_length, EXAMPLE_CAPTION_TOKENS)
+        tokens = torch.randint(1, config.vocab_size - 1, (batch_size, length), generator=generator)
         tokens[:, -1] = config.vocab_size - 1  # end of text: the largest id
         return {"images": images, "tokens": tokens}
 

@@ -33,8 +33,8 @@ class TrainBatches(Protocol):
         """Batches per epoch on this process."""
 
     def epoch(self, epoch: int, first_batch: int = 0) -> Iterator[dict]:
-        """Batches first_batch.. of `epoch`, each a dict the objective reads plus "skipped" (images replaced in
-        it); the same (epoch, batch index) gives the same batch in every run, so a resumed run sees the same data."""
+        """Batches first_batch.. of `epoch`, each a dict the objective reads plus "skipped" (an int: images replaced
+        in it); the same (epoch, batch index) gives the same batch in every run, so a resumed run sees the same data."""
 
 
 class Objective(Protocol):
@@ -117,6 +117,10 @@ def train(job: TrainingJob, ctx: DistributedContext, resume: str | None = None) 
 def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Session:
     config, model, loop = job.config, job.model, job.config.train
     run_dir = Path(config.output_dir)
+    if ctx.device.type == "cuda":
+        # fixed image shapes: cuDNN times its convolution algorithms once; fp32 matmuls on tensor cores (TF32)
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     model.to(ctx.device).train()
     if loop.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -130,8 +134,9 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
     state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir)
     if last_checkpoint:
         state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size)
-    ddp_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
-        if ctx.world_size > 1 else model
+    # gradient_as_bucket_view: gradients live in DDP's communication buckets, saving a copy per step
+    ddp_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                                        gradient_as_bucket_view=True) if ctx.world_size > 1 else model
     steps_per_epoch = len(job.loader) // loop.grad_accum_steps
     if steps_per_epoch == 0:
         raise UserError(f"the dataset gives {len(job.loader)} batches per process, fewer than "
@@ -292,7 +297,7 @@ def groups_of(batches, size: int):
 
 def accumulate_gradients(ddp_model, micro_batches, objective, scaler, device, precision):
     """Forward and backward over the micro-batches of one step; gradients are averaged over them and (by DDP)
-    synchronised across ranks on the last one only. Returns the step's loss and its skipped images (on device)."""
+    synchronised across ranks on the last one only. Returns the step's loss (on the device) and its skipped images."""
     total_loss, skipped = 0.0, 0
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
@@ -302,5 +307,5 @@ def accumulate_gradients(ddp_model, micro_batches, objective, scaler, device, pr
             loss = objective.loss(ddp_model, batch, device, precision) / len(micro_batches)
             scaler.scale(loss).backward()
         total_loss = total_loss + loss.detach()
-        skipped = skipped + batch["skipped"]
-    return total_loss, torch.as_tensor(skipped)
+        skipped += batch["skipped"]
+    return total_loss, skipped

@@ -165,8 +165,11 @@ def tokenize(
     return default_tokenizer().tokenize(texts, context_length, truncate)
 
 
-def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
-    """Drop the trailing columns that are padding in every row: [N, L] -> [N, longest text]. Under a causal text
-    transformer the features of a text do not depend on the padding after it, so this only saves work."""
+def trim_padding(tokens: torch.Tensor, multiple: int = 1) -> torch.Tensor:
+    """Drop the trailing columns that are padding in every row: [N, L] -> [N, longest text], rounded up to a
+    multiple of `multiple` (fewer distinct shapes for a compiled model to specialise on). Under a causal text
+    transformer the features of a text do not depend on the padding after it, so this only saves work. Reads the
+    tokens' values: on a GPU that waits for the device, so trim on the host before the copy."""
     used = tokens.ne(0).any(dim=0).nonzero()
-    return tokens[:, :int(used.max()) + 1] if len(used) else tokens[:, :1]
+    length = int(used.max()) + 1 if len(used) else 1
+    return tokens[:, :min(-(-length // multiple) * multiple, tokens.shape[1])]
