@@ -22,6 +22,7 @@ from trainer.checkpointing import find_resume_checkpoint
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
+from trainer.run_lock import run_folder_lock
 from trainer.trainer import train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import run_command
@@ -62,6 +63,8 @@ def parse_args(argv):
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("--resume_allow_changes", action="store_true",
+                        help="resume although settings that change the run differ from the checkpoint's")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
@@ -82,7 +85,7 @@ def run_training(args) -> int:
     model_config = model_config_by_name(config.model.name, config.model.overrides)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    with distributed_session() as ctx:
+    with distributed_session() as ctx, run_folder_lock(config.output_dir, ctx.is_main):
         if config.synthetic_data and ctx.is_main and ensure_synthetic_dataset(config.synthetic_data):
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()
@@ -93,7 +96,7 @@ def run_training(args) -> int:
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
         exit_code = train(config, model, loader, ContrastiveObjective(config.train.local_loss), ctx, as_dict(config),
-                          resume=args.resume)
+                          resume=args.resume, allow_config_changes=args.resume_allow_changes)
         if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
             return evaluate_final_checkpoint(config)
         return exit_code

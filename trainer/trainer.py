@@ -9,23 +9,26 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_checkpoint, load_training_checkpoint,
-                                   remove_torn_writes, rng_state, save_training_checkpoint)
+                                   remove_torn_writes, rng_state, save_training_checkpoint,
+                                   set_aside_checkpoints_after)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
-from trainer.distributed import all_gather_object, barrier
+from trainer.distributed import all_gather_object, on_main_for_all
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
 from trainer.precision_choice import choose_training_precision, record_precision
 from trainer.preemption import StopRequest
+from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
+from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
 
 
 def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config: dict,
-          resume: str | None = None) -> int:
+          resume: str | None = None, allow_config_changes: bool = False) -> int:
     """Train `model` on `loader` batches to minimise `objective` (trainer.objectives); returns the process exit
-    code (0, or 130 after Ctrl-C)."""
+    code (0, or 128 + the signal's number when SIGTERM or Ctrl-C stopped it: resumable)."""
     say = print if ctx.is_main else (lambda *args: None)
     run_dir, loop = Path(config.output_dir), config.train
     model.to(ctx.device).train()
@@ -39,9 +42,10 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
-    state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir)
+    state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir, say)
     if last_checkpoint:
-        state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size)
+        rules = ResumeRules(resolved_config, ctx.world_size, loader.order_depends_on_workers, allow_config_changes)
+        state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size, rules)
         say(f"resumed from {last_checkpoint} at step {state.step}")
     elif resume == "auto":
         say(f"no checkpoint in {run_dir / 'checkpoints'}: starting a fresh run")
@@ -59,18 +63,19 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     log = RunLog(run_dir, ctx.is_main, state.step)
     if ctx.is_main:
         remove_torn_writes(run_dir)
-        (run_dir / "config.yaml").write_text(f"# train.precision: {decision.describe()}\n"
-                                             + yaml.safe_dump(resolved_config, sort_keys=False))
+        for moved in set_aside_checkpoints_after(run_dir, state.step):
+            say(f"moved {moved.name}, newer than step {state.step}, to {moved.parent}: this run writes its step anew")
+        write_text_atomically(run_dir / "config.yaml", f"# train.precision: {decision.describe()}\n"
+                              + yaml.safe_dump(resolved_config, sort_keys=False))
     window, record = MetricWindow(ctx.device, ctx.world_size), {}
     started = time.perf_counter()
 
     def save_checkpoint():
         rng_states = all_gather_object(rng_state())
-        if ctx.is_main:
-            position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, steps_per_epoch, loop)))
-            save_training_checkpoint(run_dir, model, optimizer, scaler, state, position, resolved_config,
-                                     rng_states, record, config.checkpoint.keep_last)
-        barrier()
+        position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, steps_per_epoch, loop)))
+        on_main_for_all(lambda: save_training_checkpoint(run_dir, model, optimizer, scaler, state, position,
+                                                         resolved_config, rng_states, record,
+                                                         config.checkpoint.keep_last), ctx.is_main)
         return checkpoint_path(run_dir, state.step)
 
     with StopRequest() as stop, tqdm(total=total_steps, initial=state.step, disable=not ctx.is_main, unit="step",
