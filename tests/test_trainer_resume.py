@@ -10,19 +10,11 @@ import pytest
 import torch
 
 from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, coco_dataset, final_weights, run,  # noqa: F401
-                                 start, train_command, wait_for)
+                           start, train_command, uninterrupted_run, wait_for)
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
 from utils.checkpoint import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def uninterrupted_run(coco_dataset, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = run(train_command(coco_dataset, run_dir))
-    assert result.returncode == 0, result.stderr
-    return run_dir
 
 
 def test_uninterrupted_run_writes_its_records(uninterrupted_run):
