@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from training_runs import (TOTAL_STEPS, assert_bit_identical, coco_dataset, final_weights, run,  # noqa: F401
-                           start, train_command, uninterrupted_run, wait_for)
+from training_runs import TOTAL_STEPS, assert_bit_identical, final_weights, run, start, train_command, wait_for
 from trainer.run_log import read_log
 from utils.atomic_files import temporary_files
 

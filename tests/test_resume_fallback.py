@@ -7,8 +7,7 @@ import tempfile
 
 import pytest
 
-from training_runs import (TOTAL_STEPS, assert_bit_identical, coco_dataset, final_weights,  # noqa: F401
-                           run_in_process, train_command, uninterrupted_run)
+from training_runs import TOTAL_STEPS, assert_bit_identical, final_weights, run_in_process, train_command
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints, prune_checkpoints
 from utils.atomic_files import temporary_files
 from utils.checkpoint import checksum_path, load_checkpoint

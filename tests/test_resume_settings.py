@@ -5,8 +5,7 @@ import shutil
 
 import pytest
 
-from training_runs import (BATCH, TOTAL_STEPS, coco_dataset, run_in_process, train_command,  # noqa: F401
-                           uninterrupted_run)
+from training_runs import BATCH, TOTAL_STEPS, run_in_process, train_command
 from trainer.checkpointing import list_checkpoints
 from trainer.resume_compatibility import ResumeRules, changes_that_alter_the_run
 from utils.checkpoint import load_checkpoint

@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from training_runs import REPO, coco_dataset, run_in_process, start, train_command, wait_for  # noqa: F401
+from training_runs import REPO, run_in_process, start, train_command, wait_for
 from trainer.run_lock import LOCK_FILE, acquire, run_folder_lock
 
 

@@ -9,8 +9,7 @@ import sys
 import pytest
 import torch
 
-from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, coco_dataset, final_weights, run,  # noqa: F401
-                           start, train_command, uninterrupted_run, wait_for)
+from training_runs import TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, start, train_command, wait_for
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
