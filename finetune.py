@@ -79,15 +79,16 @@ def parse_args(argv):
     parser.add_argument("--templates", help="templates of the zeroshot head: a set name, a file or one template")
     parser.add_argument("--freeze_backbone", action="store_true", default=None, help="train the head alone")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
-    parser.add_argument("--resume_allow_changes", action="store_true",
-                        help="resume although settings that change the run differ from the checkpoint's")
+    parser.add_argument("--resume_allow_changes", action="store_true", default=None,
+                        help="resume although settings that change the run differ from the checkpoint's "
+                             "(checkpoint.resume_allow_changes)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
 
 def load_config(args) -> FinetuneConfig:
     flags = {"checkpoint_path": args.checkpoint_path, "head": args.head, "templates": args.templates,
-             "freeze_backbone": args.freeze_backbone,
+             "freeze_backbone": args.freeze_backbone, "checkpoint.resume_allow_changes": args.resume_allow_changes,
              **{f"data.{key}": getattr(args, key)
                 for key in ("dataset_type", "data_dir", "test_dir", "dataset", "classnames")}}
     return load_layered(FinetuneConfig, {str(path): read_yaml(path) for path in DEFAULTS}, args.config, flags,
@@ -180,7 +181,7 @@ def fine_tune(args) -> int:
             report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
                    "zero_shot_start", precision)
         exit_code = train(config, classifier, loader, ClassificationObjective(), ctx, as_dict(config),
-                          resume=args.resume, allow_config_changes=args.resume_allow_changes)
+                          resume=args.resume)
         if exit_code == 0 and ctx.is_main:
             tuned = test_accuracy(classifier, splits, config, ctx.device, precision)
             report(tuned, splits, config, "finetune", precision)

@@ -63,8 +63,9 @@ def parse_args(argv):
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
-    parser.add_argument("--resume_allow_changes", action="store_true",
-                        help="resume although settings that change the run differ from the checkpoint's")
+    parser.add_argument("--resume_allow_changes", action="store_true", default=None,
+                        help="resume although settings that change the run differ from the checkpoint's "
+                             "(checkpoint.resume_allow_changes)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
@@ -72,7 +73,8 @@ def parse_args(argv):
 def load_run_config(args) -> RunConfig:
     defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)}}
     flags = {"data.train_data": args.train_data, "data.train_img_dir": args.train_img_dir,
-             "data.train_annotation_file": args.train_annotation_file}
+             "data.train_annotation_file": args.train_annotation_file,
+             "checkpoint.resume_allow_changes": args.resume_allow_changes}
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
@@ -96,7 +98,7 @@ def run_training(args) -> int:
                                     batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
                                     seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
         exit_code = train(config, model, loader, ContrastiveObjective(config.train.local_loss), ctx, as_dict(config),
-                          resume=args.resume, allow_config_changes=args.resume_allow_changes)
+                          resume=args.resume)
         if exit_code == 0 and config.zero_shot_eval and ctx.is_main:
             return evaluate_final_checkpoint(config)
         return exit_code

@@ -96,9 +96,9 @@ def test_disk_full_during_a_checkpoint_write_is_one_line_and_the_run_resumes(coc
     checkpoints = run_dir / "checkpoints"
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == (f"error: cannot write checkpoint {checkpoints / 'step_00000004.pt'}: No space left on device; "
-                     f"the last whole checkpoint is {checkpoints / 'step_00000002.pt'}: fix the cause and rerun "
-                     "with --resume auto")
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: cannot write checkpoint {checkpoints / 'step_00000004.pt'}: No space left on device; the last whole "
+        f"checkpoint is {checkpoints / 'step_00000002.pt'}: fix the cause and rerun with --resume auto")
     assert list_checkpoints(run_dir) == [checkpoints / "step_00000002.pt"] and not temporary_files(checkpoints)
     assert load_checkpoint(checkpoints / "step_00000002.pt")["step"] == 2
     monkeypatch.undo()

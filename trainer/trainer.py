@@ -26,7 +26,7 @@ from utils.errors import UserError
 
 
 def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config: dict,
-          resume: str | None = None, allow_config_changes: bool = False) -> int:
+          resume: str | None = None) -> int:
     """Train `model` on `loader` batches to minimise `objective` (trainer.objectives); returns the process exit
     code (0, or 128 + the signal's number when SIGTERM or Ctrl-C stopped it: resumable)."""
     say = print if ctx.is_main else (lambda *args: None)
@@ -44,7 +44,8 @@ def train(config: TrainerConfig, model, loader, objective, ctx, resolved_config:
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir, say)
     if last_checkpoint:
-        rules = ResumeRules(resolved_config, ctx.world_size, loader.order_depends_on_workers, allow_config_changes)
+        rules = ResumeRules(resolved_config, ctx.world_size, loader.order_depends_on_workers,
+                            config.checkpoint.resume_allow_changes)
         state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size, rules)
         say(f"resumed from {last_checkpoint} at step {state.step}")
     elif resume == "auto":
