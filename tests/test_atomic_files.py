@@ -1,7 +1,6 @@
 """Reports, caches, logs and checkpoints are written whole or not at all: a kill mid-write leaves the old file, a
 failed write (a full disk, a folder that is a file) is one error naming the file and the cause, with no partial
 file left."""
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import tempfile
 import pytest
 import torch
 
+from faults import mkstemp_on_a_full_disk
 from training_runs import REPO, wait_for
 from utils.atomic_files import WriteFailed, temporary_files, write_atomically, write_text_atomically
 from utils.checkpoint import save_checkpoint_atomic
@@ -37,14 +37,7 @@ def test_a_kill_mid_write_leaves_the_old_file(tmp_path):
 
 @pytest.fixture
 def full_disk(monkeypatch):
-    """Every temporary file is opened on /dev/full, where the kernel answers each write with ENOSPC."""
-    real_mkstemp = tempfile.mkstemp
-
-    def on_full_disk(*args, **kwargs):
-        handle, name = real_mkstemp(*args, **kwargs)
-        os.close(handle)
-        return os.open("/dev/full", os.O_WRONLY), name
-    monkeypatch.setattr(tempfile, "mkstemp", on_full_disk)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_a_full_disk())
 
 
 def test_a_full_disk_is_one_error_naming_the_file_and_keeps_the_old_one(tmp_path, full_disk):

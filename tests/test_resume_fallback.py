@@ -1,13 +1,17 @@
 """Checkpoints prove they are whole: `--resume auto` passes over a truncated or bit-flipped latest checkpoint (it
 says which and why, and keeps the file) and continues exactly from the one before; a checkpoint write that fails
-with a full disk is one line naming the last whole checkpoint, leaves no partial file, and the run resumes."""
+with a full disk is one line naming the last whole checkpoint, leaves no partial file, and the run resumes; under
+torchrun (slow) every rank stops with rank 0's failed write."""
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from training_runs import TOTAL_STEPS, assert_bit_identical, final_weights, run_in_process, train_command
+from faults import mkstemp_on_a_full_disk
+from training_runs import REPO, TOTAL_STEPS, assert_bit_identical, final_weights, run_in_process, train_command
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints, prune_checkpoints
 from utils.atomic_files import temporary_files
 from utils.checkpoint import checksum_path, load_checkpoint
@@ -79,18 +83,7 @@ def test_keep_last_never_deletes_the_checkpoint_just_written(tmp_path):
 
 def test_disk_full_during_a_checkpoint_write_is_one_line_and_the_run_resumes(coco_dataset, uninterrupted_run,
                                                                             tmp_path, capsys, monkeypatch):
-    real_mkstemp, checkpoint_writes = tempfile.mkstemp, []
-
-    def second_checkpoint_on_a_full_disk(*args, **kwargs):
-        handle, name = real_mkstemp(*args, **kwargs)
-        if kwargs.get("prefix", "").startswith(".step_") and ".sha256" not in kwargs["prefix"]:
-            checkpoint_writes.append(name)
-            if len(checkpoint_writes) == 2:
-                os.close(handle)
-                return os.open("/dev/full", os.O_WRONLY), name  # the kernel answers every write with ENOSPC
-        return handle, name
-
-    monkeypatch.setattr(tempfile, "mkstemp", second_checkpoint_on_a_full_disk)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_a_full_disk(checkpoint_write=2))
     run_dir = tmp_path / "run"
     assert run_in_process(train_command(coco_dataset, run_dir)) == 2
     checkpoints = run_dir / "checkpoints"
@@ -104,3 +97,30 @@ def test_disk_full_during_a_checkpoint_write_is_one_line_and_the_run_resumes(coc
     monkeypatch.undo()
     assert run_in_process(train_command(coco_dataset, run_dir, "--resume", "auto")) == 0
     assert_bit_identical(final_weights(run_dir), final_weights(uninterrupted_run))
+
+
+# train.py whose rank 0 writes its second checkpoint on a full disk.
+RANK_0_DISK_FULL_AT_SECOND_CHECKPOINT = """
+import os, sys, tempfile
+from faults import mkstemp_on_a_full_disk
+if os.environ["RANK"] == "0":
+    tempfile.mkstemp = mkstemp_on_a_full_disk(checkpoint_write=2)
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # two ranks start and train a few steps
+def test_under_torchrun_a_failed_checkpoint_write_stops_every_rank(coco_dataset, tmp_path):
+    script = tmp_path / "disk_full_on_rank_0.py"
+    script.write_text(RANK_0_DISK_FULL_AT_SECOND_CHECKPOINT)
+    command = train_command(coco_dataset, tmp_path / "run")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                *command[2:]]
+    result = subprocess.run(torchrun, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    assert result.returncode != 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    message = (f"error: cannot write checkpoint {checkpoints / 'step_00000004.pt'}: No space left on device; the last "
+               f"whole checkpoint is {checkpoints / 'step_00000002.pt'}")
+    assert result.stderr.count(message) == 2, result.stderr  # rank 1 stops with rank 0 instead of waiting for it

@@ -34,3 +34,4 @@ def test_under_torchrun_every_rank_stops_when_the_folder_is_in_use(coco_dataset,
     assert result.returncode != 0
     message = f"error: {tmp_path} is in use by another training run (PID {os.getpid()} on host"
     assert result.stderr.count(message) == 2, result.stderr  # rank 0 could not lock, rank 1 stopped with it
+
