@@ -64,3 +64,9 @@ def test_an_error_of_the_writer_itself_passes_through(tmp_path):
     with pytest.raises(ZeroDivisionError):
         write_atomically(tmp_path / "x", lambda file: 1 / 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_written_file_has_the_mode_open_would_give_it(tmp_path):
+    write_text_atomically(tmp_path / "report.txt", "Top 1 accuracy = 50.00 %\n")
+    (tmp_path / "plain.txt").write_text("Top 1 accuracy = 50.00 %\n")
+    assert (tmp_path / "report.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode

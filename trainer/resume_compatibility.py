@@ -19,7 +19,7 @@ class ResumeRules:
     config: dict  # this run's resolved configuration (train.precision as `auto` resolved it)
     processes: int
     order_depends_on_workers: bool
-    allow_changes: bool  # --resume_allow_changes
+    allow_changes: bool  # checkpoint.resume_allow_changes (--resume_allow_changes)
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

@@ -9,6 +9,8 @@ from typing import BinaryIO, Callable
 from utils.errors import UserError
 
 TEMPORARY_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read back unchanged: a temporary file gets the mode open() would give the file, not 0600
 
 
 class WriteFailed(UserError):
@@ -26,6 +28,7 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        os.chmod(temp_name, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
