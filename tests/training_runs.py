@@ -1,18 +1,37 @@
 """Runs of `python train.py` on a tiny CLIP and a tiny COCO-format dataset written by the test, and the checks
-the trainer tests share (the dataset and the uninterrupted reference run are fixtures of conftest.py)."""
+the trainer tests share. conftest.py shares the dataset and the uninterrupted reference run across the session; a
+module that imports them from here builds its own."""
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from dataloader.synthetic import SyntheticDataConfig, write_train_set
 from trainer.checkpointing import list_checkpoints
 from utils.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, IMAGES, EPOCHS = 8, 48, 2  # 6 steps per epoch, 12 in all
 TOTAL_STEPS = EPOCHS * IMAGES // BATCH
+
+
+@pytest.fixture(scope="session")
+def coco_dataset(tmp_path_factory):
+    config = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("coco")), train_images=IMAGES, image_size=32)
+    write_train_set(config)
+    return config
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(coco_dataset, tmp_path_factory):
+    """The run every interrupted one must end like; tests copy it, never change it."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run(train_command(coco_dataset, run_dir))
+    assert result.returncode == 0, result.stderr
+    return run_dir
 
 
 def train_command(dataset, run_dir, *extra):
