@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from training_runs import TOTAL_STEPS, assert_bit_identical, final_weights, run, start, train_command, wait_for
+from training_runs import (TOTAL_STEPS, assert_bit_identical, final_weights, run, run_in_process, start,
+                           train_command, wait_for)
 from trainer.run_log import read_log
 from utils.atomic_files import temporary_files
 
@@ -49,8 +50,7 @@ def kill_and_resume(command, run_dir, moments, seed):
         process.kill()
         process.wait()
         kills += 1
-    result = run(command)
-    assert result.returncode == 0, result.stderr
+    assert run_in_process(command) == 0
     return kills
 
 
