@@ -12,7 +12,7 @@ import pytest
 
 from faults import mkstemp_on_a_full_disk
 from training_runs import REPO, TOTAL_STEPS, assert_bit_identical, final_weights, run_in_process, train_command
-from trainer.checkpointing import find_resume_checkpoint, list_checkpoints, prune_checkpoints
+from trainer.checkpointing import find_resume_checkpoint, list_checkpoints, prune_checkpoints, remove_torn_writes
 from utils.atomic_files import temporary_files
 from utils.checkpoint import checksum_path, load_checkpoint
 
@@ -69,6 +69,18 @@ def test_an_explicit_damaged_checkpoint_is_refused(uninterrupted_run, tmp_path):
     flip_one_bit_in_the_middle(latest)
     with pytest.raises(Exception, match=f"--resume {latest}: its content does not match its checksum"):
         find_resume_checkpoint(str(latest), tmp_path)
+
+
+def test_a_new_session_removes_what_a_kill_left_half_done_and_nothing_else(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    whole, whole_checksum = folder / "step_00000002.pt", folder / "step_00000002.pt.sha256"
+    whole.write_bytes(b"x")
+    whole_checksum.write_text("digest  step_00000002.pt\n")
+    (folder / ".step_00000004.pt.a1b2.tmp").write_bytes(b"half")  # killed inside the write
+    (folder / "step_00000004.pt.sha256").write_text("digest  step_00000004.pt\n")  # killed between the renames
+    remove_torn_writes(tmp_path)
+    assert sorted(folder.iterdir()) == [whole, whole_checksum]
 
 
 def test_keep_last_never_deletes_the_checkpoint_just_written(tmp_path):
