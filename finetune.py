@@ -33,6 +33,7 @@ from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
 from trainer.distributed import all_gather_object, distributed_session, rank
 from trainer.objectives import ClassificationObjective
+from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.cli import run_command
 from utils.config import as_dict, load_layered, read_yaml
@@ -78,13 +79,16 @@ def parse_args(argv):
     parser.add_argument("--templates", help="templates of the zeroshot head: a set name, a file or one template")
     parser.add_argument("--freeze_backbone", action="store_true", default=None, help="train the head alone")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("--resume_allow_changes", action="store_true", default=None,
+                        help="resume although settings that change the run differ from the checkpoint's "
+                             "(checkpoint.resume_allow_changes)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
 
 def load_config(args) -> FinetuneConfig:
     flags = {"checkpoint_path": args.checkpoint_path, "head": args.head, "templates": args.templates,
-             "freeze_backbone": args.freeze_backbone,
+             "freeze_backbone": args.freeze_backbone, "checkpoint.resume_allow_changes": args.resume_allow_changes,
              **{f"data.{key}": getattr(args, key)
                 for key in ("dataset_type", "data_dir", "test_dir", "dataset", "classnames")}}
     return load_layered(FinetuneConfig, {str(path): read_yaml(path) for path in DEFAULTS}, args.config, flags,
@@ -155,7 +159,7 @@ def fine_tune(args) -> int:
     config = load_config(args)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    with distributed_session() as ctx:
+    with distributed_session() as ctx, run_folder_lock(config.output_dir, ctx.is_main):
         seed_everything(config.train.seed)
         clip_model, preprocess = load_model(config.checkpoint_path)
         # the zero-shot head and the test scores: inference, at the precision rank 0 finds fastest for it

@@ -29,6 +29,7 @@ from evaluation.report import summary_lines, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
+from utils.atomic_files import write_text_atomically
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
@@ -175,7 +176,7 @@ def evaluate(args: argparse.Namespace) -> None:
         lines = [f"{'K':<6}{'mean':<10}{'std':<10}seeds"] + [
             f"{r.k:<6}{r.mean:<10.2f}{r.std:<10.2f}{', '.join(map(str, r.seeds))}" for r in k_shot]
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / f"{name}_k_shot.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_text_atomically(output_dir / f"{name}_k_shot.txt", "\n".join(lines) + "\n")
         plot_path = plot_k_shot_accuracy(k_shot, zero_shot, result.top1, output_dir / f"{name}_k_shot.png",
                                          f"k-shot linear probe, {eval_set.name}: {args.checkpoint_path}")
         print("\n".join(lines))

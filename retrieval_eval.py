@@ -19,6 +19,7 @@ from evaluation.features import cached_image_features, feature_cache_file
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.retrieval import DEFAULT_KS, caption_image_features, captioned_retrieval, text_features
 from model import load_model
+from utils.atomic_files import write_text_atomically
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
@@ -78,8 +79,8 @@ def evaluate(args: argparse.Namespace) -> None:
               "image_dir": str(args.image_dir), "num_images": result.num_images, "num_captions": result.num_captions,
               "num_missing_images": len(captioned.missing), "num_unreadable_images": len(image_features.unreadable),
               "precision": precision, **recalls}
-    (output_dir / f"{name}_retrieval.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (output_dir / f"{name}_retrieval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(output_dir / f"{name}_retrieval.txt", "\n".join(lines) + "\n")
+    write_text_atomically(output_dir / f"{name}_retrieval.json", json.dumps(report, indent=2) + "\n")
     print("\n".join(lines))
     print(f"wrote {output_dir / f'{name}_retrieval.txt'}, {output_dir / f'{name}_retrieval.json'}")
 

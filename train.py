@@ -24,6 +24,7 @@ from model import initial_model
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
+from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import run_command
@@ -57,6 +58,9 @@ def parse_args(argv):
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("--resume_allow_changes", action="store_true", default=None,
+                        help="resume although settings that change the run differ from the checkpoint's "
+                             "(checkpoint.resume_allow_changes)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
 
@@ -65,7 +69,8 @@ def load_run_config(args) -> RunConfig:
     defaults = {str(TRAIN_DEFAULTS): read_yaml(TRAIN_DEFAULTS), str(DATA_DEFAULTS): {"data": read_yaml(DATA_DEFAULTS)},
                 str(EVAL_DEFAULTS): {"eval": read_yaml(EVAL_DEFAULTS)}}
     flags = {"data.train_data": args.train_data, "data.train_img_dir": args.train_img_dir,
-             "data.train_annotation_file": args.train_annotation_file}
+             "data.train_annotation_file": args.train_annotation_file,
+             "checkpoint.resume_allow_changes": args.resume_allow_changes}
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
@@ -77,7 +82,7 @@ def run_training(args) -> int:
     config = load_run_config(args)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    with distributed_session() as ctx:
+    with distributed_session() as ctx, run_folder_lock(config.output_dir, ctx.is_main):
         if config.synthetic_data and ctx.is_main and ensure_synthetic_dataset(config.synthetic_data):
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()

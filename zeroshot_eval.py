@@ -20,6 +20,7 @@ from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
 from model.inference import prepare_for_inference
+from utils.atomic_files import write_text_atomically
 from utils.cli import add_inference_arguments, run_command
 from utils.errors import UserError
 
@@ -111,11 +112,10 @@ def write_template_comparison(names: list[str], results: list, output_dir, datas
              f"{'Top-1':<10}{'Top-5':<10}{'Mean/class':<12}Templates"]
     lines += [f"{r.top1:<10.2f}{r.top5:<10.2f}{r.mean_per_class_recall:<12.2f}{name}" for name, r in ranked]
     output_dir = Path(output_dir)
-    (output_dir / f"{dataset_name}_templates.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomically(output_dir / f"{dataset_name}_templates.txt", "\n".join(lines) + "\n")
     comparison = [{"templates": name, "top1": r.top1, "top5": r.top5,
                    "mean_per_class_recall": r.mean_per_class_recall} for name, r in ranked]
-    (output_dir / f"{dataset_name}_templates.json").write_text(json.dumps(comparison, indent=2) + "\n",
-                                                               encoding="utf-8")
+    write_text_atomically(output_dir / f"{dataset_name}_templates.json", json.dumps(comparison, indent=2) + "\n")
     return lines + [f"wrote {output_dir / f'{dataset_name}_templates.txt'}, {dataset_name}_templates.json"]
 
 

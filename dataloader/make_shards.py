@@ -28,6 +28,7 @@ from dataloader.coco import CaptionedImages
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.shards import CAPTIONS_KEY, SHARD_SUFFIX, SIZES_FILE
 from dataloader.train_data import LISTED_FORMATS
+from utils.atomic_files import write_text_atomically
 from utils.cli import run_command
 from utils.errors import UserError
 
@@ -109,7 +110,7 @@ def make_shards(data: CaptionedImages, out_dir: Path, *, image_size: int, shard_
                 sizes[name] = written
             unreadable += skipped
             progress.update(len(job.images))
-    (out_dir / SIZES_FILE).write_text(json.dumps(sizes, indent=1) + "\n")
+    write_text_atomically(out_dir / SIZES_FILE, json.dumps(sizes, indent=1) + "\n")
     return ShardsWritten(sum(sizes.values()), sizes, unreadable, data.missing)
 
 

@@ -186,6 +186,7 @@ class ShardSamples(Dataset):
 
 class ShardLoader(TrainLoader):
     """The training loader over shards: a malformed shard reported by a worker ends the run with its message."""
+    order_depends_on_workers = True  # each worker reads shards of its own: data.num_workers shapes the batches
 
     def _report(self, problems: list[SampleProblem]):
         fatal = next((problem for problem in problems if problem.fatal), None)

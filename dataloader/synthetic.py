@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from utils.atomic_files import write_text_atomically
+
 COLOURS = {"red": (215, 40, 35), "green": (40, 165, 60), "blue": (40, 75, 215), "yellow": (235, 205, 35)}
 SHAPES = ("circle", "square", "triangle")
 BACKGROUNDS = {"grey": (128, 128, 128), "white": (240, 240, 240), "black": (20, 20, 20)}
@@ -65,7 +67,7 @@ def ensure_synthetic_dataset(config: SyntheticDataConfig) -> bool:
     shutil.rmtree(config.root, ignore_errors=True)
     write_train_set(config)
     write_eval_set(config)
-    marker.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    write_text_atomically(marker, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     return True
 
 
@@ -84,7 +86,7 @@ def write_train_set(config: SyntheticDataConfig) -> None:
     captions = {"info": {"description": "synthetic coloured shapes (clip-toolkit quickstart)", "version": "1.0",
                          "year": 2026, "contributor": "generated", "date_created": "2026"},
                 "licenses": [], "images": images, "annotations": annotations}
-    config.train_annotation_file.write_text(json.dumps(captions))
+    write_text_atomically(config.train_annotation_file, json.dumps(captions))
 
 
 def write_eval_set(config: SyntheticDataConfig) -> None:

@@ -141,6 +141,7 @@ class _EpochBatches:
 class TrainLoader:
     """Batches of a TrainSamples dataset in the order of a ShardedOrder, as dicts: "images", `target_key` (the
     dataset's targets: "tokens" for captions, "labels" for classes) and "skipped"."""
+    order_depends_on_workers = False  # batch b of epoch e is the same whatever data.num_workers is
 
     def __init__(self, dataset: TrainSamples, order: ShardedOrder, *, target_key: str, num_workers: int,
                  prefetch_factor: int, pin_memory: bool, skipped_at_start: list[str]):

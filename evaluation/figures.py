@@ -10,6 +10,7 @@ from PIL import Image  # noqa: E402
 
 from evaluation.k_shot import KShotResult  # noqa: E402
 from evaluation.metrics import ClassificationResult  # noqa: E402
+from utils.atomic_files import write_atomically  # noqa: E402
 
 TOP1_COLOUR, TOP5_COLOUR, MEAN_COLOUR = "#2b6cb0", "#a3c4ea", "#c05621"
 MAX_LABELLED_CLASSES = 50  # beyond this, class names no longer fit on an axis: plot the sorted profile instead
@@ -126,7 +127,6 @@ def shorten(text: str, length: int) -> str:
 
 def save(figure, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    write_atomically(path, lambda file: figure.savefig(file, format=path.suffix[1:], dpi=110, bbox_inches="tight"))
     plt.close(figure)
     return path

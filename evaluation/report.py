@@ -5,6 +5,7 @@ from pathlib import Path
 
 from evaluation.figures import plot_per_class_accuracy
 from evaluation.metrics import ClassificationResult
+from utils.atomic_files import write_text_atomically
 
 RULE = "-" * 53
 
@@ -30,10 +31,9 @@ def write_reports(result: ClassificationResult, output_dir: str | Path, name: st
     """Write <name>.txt and <name>.json into `output_dir`; `run_info` (checkpoint, dataset, templates, counts ...)
     goes into the JSON beside the metrics."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     text_path, json_path = output_dir / f"{name}.txt", output_dir / f"{name}.json"
-    text_path.write_text(format_text_report(result), encoding="utf-8")
-    json_path.write_text(json.dumps({**run_info, **asdict(result)}, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(text_path, format_text_report(result))
+    write_text_atomically(json_path, json.dumps({**run_info, **asdict(result)}, indent=2) + "\n")
     return text_path, json_path
 
 

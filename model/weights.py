@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
+from utils.atomic_files import write_bytes_atomically
 from utils.checkpoint import is_torchscript_archive, load_checkpoint
 from utils.config import as_dict, build
 from utils.errors import UserError
@@ -70,10 +71,10 @@ def _read_safetensors(path: Path):
 
 def export_safetensors(model, path) -> None:
     """Weights only, with the model config as JSON metadata so the file loads on its own."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"model_config": json.dumps(as_dict(model.config))})
+    write_bytes_atomically(path, save(tensors, metadata={"model_config": json.dumps(as_dict(model.config))}))
 
 
 def _count_blocks(state_dict: dict, pattern: str) -> int:

@@ -1,5 +1,8 @@
-"""Settings every test shares."""
+"""Settings and fixtures every test shares: the training tests' dataset and their uninterrupted reference run are
+built once per session."""
 import pytest
+
+from training_runs import coco_dataset, uninterrupted_run  # noqa: F401  (shared by every module that uses them)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -94,7 +94,7 @@ def test_resume_wins_over_init_from(coco_dataset, tmp_path, capsys):
     first = list_checkpoints(tmp_path / "run")[-1]
     capsys.readouterr()
     assert train.main(command(coco_dataset, tmp_path / "run", f"model.init_from={weights}", "train.epochs=2",
-                              "--resume", "auto")) == 0
+                              "--resume", "auto", "--resume_allow_changes")) == 0
     assert f"resumed from {first} at step 6" in capsys.readouterr().out
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == 12
 

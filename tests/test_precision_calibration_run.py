@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from training_runs import REPO, coco_dataset, final_weights, assert_bit_identical, train_command  # noqa: F401
+from training_runs import REPO, final_weights, assert_bit_identical, train_command
 
 # train.py on a CPU that reports AMX (so that the measurement runs on any machine: on one without native bf16,
 # bf16 is merely slow and fp32 is chosen)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model import build_model, model_config_by_name
-from training_runs import coco_dataset, run, train_command  # noqa: F401
+from training_runs import run, train_command
 from dataloader.synthetic import SyntheticDataConfig, write_train_set
 from trainer.checkpointing import list_checkpoints
 from trainer.config import OptimizerConfig

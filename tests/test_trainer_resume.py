@@ -1,5 +1,6 @@
 """Exact resume through `python train.py`: after SIGKILL and SIGTERM the final weights are bit-identical to an
-uninterrupted run; a kill inside a checkpoint write leaves the previous checkpoint loadable; the run's records."""
+uninterrupted run; SIGTERM exits as interrupted (143) without the end-of-run evaluation; a kill inside a
+checkpoint write leaves the previous checkpoint loadable; the run's records."""
 import json
 import math
 import signal
@@ -8,20 +9,12 @@ import sys
 import pytest
 import torch
 
-from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, coco_dataset, final_weights, run,  # noqa: F401
-                                 start, train_command, wait_for)
+from training_runs import TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, start, train_command, wait_for
+from dataloader.synthetic import SyntheticDataConfig, write_eval_set
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
 from utils.checkpoint import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def uninterrupted_run(coco_dataset, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = run(train_command(coco_dataset, run_dir))
-    assert result.returncode == 0, result.stderr
-    return run_dir
 
 
 def test_uninterrupted_run_writes_its_records(uninterrupted_run):
@@ -66,18 +59,25 @@ def test_resume_after_sigkill_is_bit_identical(coco_dataset, uninterrupted_run, 
     assert [record["step"] for record in read_log(tmp_path)] == list(range(1, TOTAL_STEPS + 1))
 
 
-def test_sigterm_saves_exits_cleanly_and_resumes(coco_dataset, uninterrupted_run, tmp_path):
-    process = start(train_command(coco_dataset, tmp_path))
-    wait_for(lambda: list_checkpoints(tmp_path), process)
+def test_sigterm_saves_exits_as_interrupted_without_final_evaluation_and_resumes(coco_dataset, uninterrupted_run,
+                                                                                   tmp_path):
+    run_dir = tmp_path / "run"
+    shapes = SyntheticDataConfig(root=str(tmp_path / "shapes"), eval_images_per_class=1)
+    write_eval_set(shapes)
+    evaluation = [f"eval.tasks=[{{kind: zeroshot, name: shapes, data_dir: {shapes.eval_dir}}}]"]  # final weights only
+    process = start(train_command(coco_dataset, run_dir, *evaluation))
+    wait_for(lambda: list_checkpoints(run_dir), process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
-    saved = list_checkpoints(tmp_path)[-1]
-    assert f"SIGTERM: saved {saved}" in stdout
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    saved = list_checkpoints(run_dir)[-1]
+    assert f"SIGTERM: saved {saved}" in stdout and "continue with --resume auto" in stdout
+    assert not any("shapes/top1" in record for record in read_log(run_dir))
+    assert not (run_dir / "summary.json").exists()
     assert load_checkpoint(saved)["step"] < TOTAL_STEPS
-    resumed = run(train_command(coco_dataset, tmp_path, "--resume", "auto"))
+    resumed = run(train_command(coco_dataset, run_dir, "--resume", "auto"))
     assert resumed.returncode == 0, resumed.stderr
-    assert_bit_identical(final_weights(tmp_path), final_weights(uninterrupted_run))
+    assert_bit_identical(final_weights(run_dir), final_weights(uninterrupted_run))
 
 
 # Runs train.py with torch.save stalled inside its second checkpoint write, after part of the file is written.

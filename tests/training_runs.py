@@ -1,5 +1,6 @@
 """Runs of `python train.py` on a tiny CLIP and a tiny COCO-format dataset written by the test, and the checks
-the trainer tests share."""
+the trainer tests share. conftest.py shares the dataset and the uninterrupted reference run across the session; a
+module that imports them from here builds its own."""
 import subprocess
 import sys
 import time
@@ -17,11 +18,20 @@ BATCH, IMAGES, EPOCHS = 8, 48, 2  # 6 steps per epoch, 12 in all
 TOTAL_STEPS = EPOCHS * IMAGES // BATCH
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def coco_dataset(tmp_path_factory):
     config = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("coco")), train_images=IMAGES, image_size=32)
     write_train_set(config)
     return config
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(coco_dataset, tmp_path_factory):
+    """The run every interrupted one must end like; tests copy it, never change it."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run(train_command(coco_dataset, run_dir))
+    assert result.returncode == 0, result.stderr
+    return run_dir
 
 
 def train_command(dataset, run_dir, *extra):
@@ -47,6 +57,17 @@ def start(command, **kwargs):
 
 def run(command):
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def run_in_process(command) -> int:
+    """train.py's exit code on `command`'s arguments, run in this process: no interpreter start-up, seconds
+    faster. Torch's thread count (the run sets it) is restored after."""
+    import train
+    threads = torch.get_num_threads()
+    try:
+        return train.main(command[2:])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def wait_for(condition, process, timeout=120):

@@ -1,7 +1,8 @@
 """What a training checkpoint holds, where it lives, and how a run continues from one exactly.
 
 Everything in the payload is plain data (tensors, numbers, strings, lists, dicts), so it loads with
-`torch.load(weights_only=True)`; `model` + `model_config` make it loadable by `model.load_model` as well.
+`torch.load(weights_only=True)`; `model` + `model_config` make it loadable by `model.load_model` as well. Each
+checkpoint has its SHA-256 beside it (step_XXXXXXXX.pt.sha256), verified before it is used.
 """
 import dataclasses
 import random
@@ -10,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
+from trainer.resume_compatibility import ResumeRules, check_resume_settings
+from utils.atomic_files import WriteFailed, temporary_files
+from utils.checkpoint import checksum_path, checksum_problem, load_checkpoint, save_checkpoint_atomic
 from utils.errors import UserError
 
 CHECKPOINT_GLOB = "step_*.pt"
+PASSED_OVER_DIR = "passed_over"
 
 
 @dataclasses.dataclass
@@ -36,21 +40,74 @@ def list_checkpoints(run_dir) -> list[Path]:
 
 
 def remove_torn_writes(run_dir) -> None:
-    """Temporary files of checkpoint writes that a kill interrupted: never valid, safe to delete."""
-    for temporary in checkpoint_dir(run_dir).glob(".step_*.tmp"):
+    """Temporary files of writes that a kill interrupted, and checksums left without their checkpoint by a kill
+    between the two renames: never valid, safe to delete."""
+    folder = checkpoint_dir(run_dir)
+    for temporary in temporary_files(folder):
         temporary.unlink(missing_ok=True)
+    for checksum in folder.glob(CHECKPOINT_GLOB + ".sha256"):
+        if not checksum.with_suffix("").is_file():
+            checksum.unlink(missing_ok=True)
 
 
-def find_resume_checkpoint(resume: str | None, run_dir) -> Path | None:
-    """`auto`: the latest checkpoint of this run folder (None if there is none yet); otherwise a path."""
+def find_resume_checkpoint(resume: str | None, run_dir, say=print) -> Path | None:
+    """`auto`: the newest checkpoint of this run folder that verifies and reads (None if there is none), saying
+    which newer ones it passed over and why; otherwise the given path, which must verify."""
     if resume is None:
         return None
-    if resume == "auto":
-        found = list_checkpoints(run_dir)
-        return found[-1] if found else None
-    if not Path(resume).is_file():
-        raise UserError(f"--resume {resume}: no such checkpoint file (use --resume auto for the latest in the run)")
-    return Path(resume)
+    if resume != "auto":
+        if not Path(resume).is_file():
+            raise UserError(f"--resume {resume}: no such checkpoint file (use --resume auto for the latest in the run)")
+        problem = checksum_problem(resume)
+        if problem:
+            raise UserError(f"--resume {resume}: {problem}")
+        return Path(resume)
+    for path in reversed(list_checkpoints(run_dir)):
+        problem = unusable(path)
+        if problem is None:
+            if not checksum_path(path).is_file():
+                say(f"note: {path} has no checksum (written before checksums were kept); it loads, so it is used")
+            return path
+        say(f"passed over {path}: {problem}")
+    return None
+
+
+def unusable(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None. One without a checksum (written before checksums were
+    kept) is taken when it loads."""
+    if checksum_path(path).is_file():
+        return checksum_problem(path)
+    try:
+        load_checkpoint(path)
+    except UserError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return None
+
+
+def set_aside_checkpoints_after(run_dir, step: int) -> list[Path]:
+    """Move the checkpoints newer than `step` (passed over as unusable, or of a run resumed from an earlier one)
+    into checkpoints/passed_over/: this run writes those steps anew, and nothing is deleted. Returns the new
+    places."""
+    moved = []
+    for path in list_checkpoints(run_dir):
+        if int(path.stem.removeprefix("step_")) <= step:
+            continue
+        target = free_name(checkpoint_dir(run_dir) / PASSED_OVER_DIR / path.name)
+        target.parent.mkdir(exist_ok=True)
+        if checksum_path(path).is_file():
+            checksum_path(path).replace(checksum_path(target))
+        path.replace(target)
+        moved.append(target)
+    return moved
+
+
+def free_name(path: Path) -> Path:
+    """`path`, or path.1, path.2 ... when it is taken: an earlier run's passed-over file is kept too."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
 
 
 def rng_state() -> dict:
@@ -94,18 +151,36 @@ def save_training_checkpoint(run_dir, model, optimizer, scaler, state: TrainStat
         "metrics": metrics,
     }
     path = checkpoint_path(run_dir, state.step)
-    save_checkpoint_atomic(payload, path)
-    for old in list_checkpoints(run_dir)[:-keep_last]:
-        old.unlink(missing_ok=True)
+    try:
+        save_checkpoint_atomic(payload, path, checksum=True)
+    except WriteFailed as failure:
+        last = find_resume_checkpoint("auto", run_dir, say=lambda message: None)
+        raise UserError(f"cannot write checkpoint {failure.path}: {failure.cause}; the last whole checkpoint is "
+                        f"{last or 'none'}: fix the cause and rerun with --resume auto") from None
+    prune_checkpoints(run_dir, keep_last, keep=path)
     return path
 
 
-def load_training_checkpoint(path, model, optimizer, scaler, rank: int, world_size: int) -> TrainState:
-    """Restore model, optimiser, grad scaler and this rank's RNG; return the loop's state."""
+def prune_checkpoints(run_dir, keep_last: int, keep: Path) -> None:
+    """Delete all but the newest `keep_last` checkpoints (and their checksums), never `keep`: the one just
+    written and verified."""
+    others = [path for path in list_checkpoints(run_dir) if path != keep]
+    for old in others[:max(0, len(others) - (keep_last - 1))]:
+        checksum_path(old).unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+
+
+def load_training_checkpoint(path, model, optimizer, scaler, rank: int, world_size: int,
+                             rules: ResumeRules) -> TrainState:
+    """Check that the checkpoint's settings allow resuming under `rules`, then restore model, optimiser, grad
+    scaler and this rank's RNG; return the loop's state."""
     payload = load_checkpoint(path)
     missing = {"model", "optimizer", "scaler", "step", "rng"} - payload.keys()
     if missing:
         raise UserError(f"{path}: not a training checkpoint of this toolkit (missing {', '.join(sorted(missing))})")
+    note = check_resume_settings(path, payload.get("config"), len(payload["rng"]), rules)
+    if note and rank == 0:
+        print(note)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:

@@ -48,6 +48,7 @@ class LoopConfig:
 class CheckpointConfig:
     every_steps: int = 1000
     keep_last: int = 3
+    resume_allow_changes: bool = False  # resume although settings that change the run differ from the checkpoint's
 
     def __post_init__(self):
         if self.every_steps < 1 or self.keep_last < 1:

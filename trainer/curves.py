@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
 
 from trainer.optim import MAX_LOGIT_SCALE  # noqa: E402
+from utils.atomic_files import write_atomically  # noqa: E402
 
 PANELS = (("loss", None), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"),
           ("samples_per_s", "throughput (samples/s)"))
@@ -34,7 +35,7 @@ def plot_training_curves(records: list[dict], path, loss_name: str, title: str =
         axis.set_visible(False)
     if title:
         figure.suptitle(title)
-    figure.savefig(path, dpi=120)
+    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=120))
     plt.close(figure)
 
 

@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from utils.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class DistributedContext:
@@ -68,6 +70,23 @@ def all_gather_object(value) -> list:
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def on_main_for_all(action, is_main: bool):
+    """`action()` on rank 0 alone (its result there, None elsewhere); a UserError it raises is raised on every
+    rank, so that no rank waits for one that has stopped."""
+    result, failure = None, None
+    if is_main:
+        try:
+            result = action()
+        except UserError as error:
+            failure = error
+    message = all_gather_object(str(failure) if failure else None)[0]
+    if failure:
+        raise failure
+    if message:
+        raise UserError(message)
+    return result
 
 
 class _GatherWithGrad(torch.autograd.Function):

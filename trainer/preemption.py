@@ -33,5 +33,5 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        # preemption is a normal way for a job to end; Ctrl-C keeps the shell's interrupted status
-        return 130 if self.signal_name == "SIGINT" else 0
+        # 128 + signal number, the shell's convention: "interrupted", which here also means "resumable"
+        return 128 + signal.Signals[self.signal_name].value

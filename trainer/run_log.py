@@ -3,15 +3,24 @@ axis), TensorBoard scalars when TensorBoard is installed, and the end-of-run sum
 import json
 from pathlib import Path
 
+from utils.atomic_files import write_text_atomically
+from utils.errors import UserError
+
 LOG_FILE = "log.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
 def read_log(run_dir) -> list[dict]:
+    """The logged records; a last line that a full disk cut short is left out (the resumed run logs it again)."""
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines[:-1]]
+    try:
+        return records + [json.loads(line) for line in lines[-1:]]
+    except json.JSONDecodeError:
+        return records
 
 
 class RunLog:
@@ -32,14 +41,17 @@ class RunLog:
     def _drop_records_after(self, step: int) -> None:
         """A run that stopped after its last checkpoint logged steps it will now redo: keep one record per step."""
         kept = [record for record in read_log(self.run_dir) if record["step"] <= step]
-        (self.run_dir / LOG_FILE).write_text("".join(json.dumps(record) + "\n" for record in kept))
+        write_text_atomically(self.run_dir / LOG_FILE, "".join(json.dumps(record) + "\n" for record in kept))
 
     def write(self, record: dict, group: str = "train") -> None:
         """Append `record` (its "step" and values); TensorBoard files the values under `group`/."""
         if not self.enabled:
             return
-        with open(self.run_dir / LOG_FILE, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        try:
+            with open(self.run_dir / LOG_FILE, "a") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise UserError(f"cannot write {self.run_dir / LOG_FILE}: {error.strerror}") from None
         if self.tensorboard is not None:
             for key, value in record.items():
                 if key != "step":
@@ -47,7 +59,7 @@ class RunLog:
 
     def write_summary(self, summary: dict) -> None:
         if self.enabled:
-            (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            write_text_atomically(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
     def close(self) -> None:
         if self.tensorboard is not None:

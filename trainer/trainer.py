@@ -11,16 +11,19 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_checkpoint, load_training_checkpoint,
-                                   remove_torn_writes, restore_rng_state, rng_state, save_training_checkpoint)
+                                   remove_torn_writes, restore_rng_state, rng_state, save_training_checkpoint,
+                                   set_aside_checkpoints_after)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
-from trainer.distributed import DistributedContext, all_gather_object, barrier
+from trainer.distributed import DistributedContext, all_gather_object, on_main_for_all
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
 from trainer.precision_choice import choose_training_precision, record_precision
 from trainer.preemption import StopRequest
+from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
+from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
 from utils.precision_calibration import PrecisionDecision
 
@@ -28,6 +31,7 @@ from utils.precision_calibration import PrecisionDecision
 class TrainBatches(Protocol):
     """What the trainer expects of a loader (dataloader.train_loader.TrainLoader is one)."""
     skipped_at_start: list[str]  # images left out before training (e.g. missing files), counted in the summary
+    order_depends_on_workers: bool  # whether data.num_workers shapes the batches (then resume refuses a change)
 
     def __len__(self) -> int:
         """Batches per epoch on this process."""
@@ -106,7 +110,7 @@ class Session:
 
 def train(job: TrainingJob, ctx: DistributedContext, resume: str | None = None) -> int:
     """Train `job.model` on `job.loader` batches to minimise `job.objective`; returns the process exit code (0,
-    or that of a stop request after SIGTERM/Ctrl-C, which saves a checkpoint first)."""
+    or 128 + the signal's number after SIGTERM/Ctrl-C, which saves a checkpoint first: interrupted, resumable)."""
     session = set_up(job, ctx, resume)
     exit_code = run_loop(session)
     if exit_code == 0:
@@ -131,9 +135,12 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=decision.precision == "fp16")
-    state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir)
+    state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir,
+                                                                  print if ctx.is_main else lambda message: None)
     if last_checkpoint:
-        state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size)
+        rules = ResumeRules(job.resolved_config, ctx.world_size, job.loader.order_depends_on_workers,
+                            config.checkpoint.resume_allow_changes)
+        state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size, rules)
     # gradient_as_bucket_view: gradients live in DDP's communication buckets, saving a copy per step
     ddp_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
                                         gradient_as_bucket_view=True) if ctx.world_size > 1 else model
@@ -155,8 +162,11 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
                 f"{session.samples_per_step}, {session.warmup_steps} warmup steps; run folder {run_dir}")
     if ctx.is_main:
         remove_torn_writes(run_dir)
-        (run_dir / "config.yaml").write_text(f"# train.precision: {decision.describe()}\n"
-                                             + yaml.safe_dump(job.resolved_config, sort_keys=False))
+        for moved in set_aside_checkpoints_after(run_dir, state.step):
+            session.say(f"moved {moved.name}, newer than step {state.step}, to {moved.parent}: this run writes its "
+                        "step anew")
+        write_text_atomically(run_dir / "config.yaml", f"# train.precision: {decision.describe()}\n"
+                              + yaml.safe_dump(job.resolved_config, sort_keys=False))
     return session
 
 
@@ -246,13 +256,11 @@ def save_checkpoint(session: Session) -> None:
     job, state, loop = session.job, session.state, session.job.config.train
     with session.window.paused():
         rng_states = all_gather_object(rng_state())
-        if session.ctx.is_main:
-            position = dict(zip(("epoch", "batch_in_epoch"),
-                                data_position(state.step, session.steps_per_epoch, loop)))
-            save_training_checkpoint(job.config.output_dir, job.model, session.optimizer, session.scaler, state,
-                                     position, job.resolved_config, rng_states, session.record,
-                                     job.config.checkpoint.keep_last)
-        barrier()
+        position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, session.steps_per_epoch, loop)))
+        on_main_for_all(lambda: save_training_checkpoint(job.config.output_dir, job.model, session.optimizer,
+                                                         session.scaler, state, position, job.resolved_config,
+                                                         rng_states, session.record, job.config.checkpoint.keep_last),
+                        session.ctx.is_main)
     session.last_checkpoint = checkpoint_path(job.config.output_dir, state.step)
 
 

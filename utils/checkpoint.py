@@ -1,35 +1,62 @@
-"""Checkpoint files: written atomically, read as data only (`weights_only=True`: loading never runs code)."""
+"""Checkpoint files: written atomically, read as data only (`weights_only=True`: loading never runs code).
+A checkpoint may carry a checksum beside it (<name>.sha256, in `sha256sum` format); loading verifies it, so a
+file torn by a copy or changed by a flipped bit is refused instead of used."""
+import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from utils.atomic_files import write_atomically, write_text_atomically
 from utils.errors import UserError
 
+CHUNK_BYTES = 16 << 20
 
-def save_checkpoint_atomic(payload: dict, path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`: a kill at any moment leaves
-    either the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+
+def save_checkpoint_atomic(payload: dict, path, checksum: bool = False) -> None:
+    """Write `payload` to `path` whole or not at all (utils.atomic_files); with `checksum`, its SHA-256 goes to
+    <path>.sha256 first, so a checkpoint in place always has the checksum of its own content beside it."""
+    def write(file):
+        torch.save(payload, file)
+        if checksum:
             file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
+            write_text_atomically(checksum_path(path), f"{sha256_of_descriptor(file.fileno())}  {Path(path).name}\n")
+    write_atomically(path, write)
+
+
+def checksum_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def sha256_of_descriptor(descriptor: int) -> str:
+    digest, offset = hashlib.sha256(), 0
+    while chunk := os.pread(descriptor, CHUNK_BYTES, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def checksum_problem(path) -> str | None:
+    """Why `path` does not match the checksum beside it, or None when it does (or has no checksum)."""
+    recorded = checksum_path(path)
+    if not recorded.is_file():
+        return None
     try:
-        os.fsync(directory)  # make the rename itself durable
+        expected = recorded.read_text().split()[0]
+        descriptor = os.open(path, os.O_RDONLY)
+    except (OSError, IndexError) as error:
+        return f"cannot read it or its checksum {recorded.name} ({getattr(error, 'strerror', None) or error})"
+    try:
+        actual = sha256_of_descriptor(descriptor)
     finally:
-        os.close(directory)
+        os.close(descriptor)
+    if actual != expected:
+        return (f"its content does not match its checksum {recorded.name}: the file changed after it was written "
+                "(a copy that stopped half-way, a flipped bit)")
+    return None
 
 
 def is_torchscript_archive(path) -> bool:
@@ -45,6 +72,9 @@ def load_checkpoint(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    problem = checksum_problem(path)
+    if problem:
+        raise UserError(f"{path}: {problem}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

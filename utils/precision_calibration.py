@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from utils.atomic_files import WriteFailed, write_text_atomically
 from utils.machine import cpu_model
 from utils.precision import check_precision, cpu_bf16_unit, hardware_choice
 
@@ -78,14 +79,10 @@ def remember(device, workload: Workload, decision: PrecisionDecision) -> None:
     entries = _read_cache()
     entries[cache_key(device, workload)] = {"precision": decision.precision, "reason": decision.reason,
                                             "samples_per_s": decision.samples_per_s, "workload": workload.identity}
-    path = cache_file()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(entries, indent=1, default=str))
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+        write_text_atomically(cache_file(), json.dumps(entries, indent=1, default=str))
+    except WriteFailed:
+        pass
 
 
 def _read_cache() -> dict:

@@ -1,0 +1,60 @@
+"""Whether a run may continue from a checkpoint written with other settings. Resuming is exact only when every
+setting that shapes the trajectory (batch size, processes, accumulation, epochs, seed, data, model, precision,
+optimiser, schedule ...) is the one the checkpoint was written with; any change there is refused unless the user
+allows it. Settings that cannot alter the trajectory pass silently."""
+import dataclasses
+
+from utils.errors import UserError
+
+# Where the run writes, how often it logs, checkpoints and evaluates, and how fast it computes: free to change.
+TRAJECTORY_FREE = ("output_dir", "checkpoint", "eval", "train.log_every_steps", "train.num_threads",
+                   "train.channels_last", "data.prefetch_factor", "data.memory_cache_mb", "data.strict_images")
+WORKERS = "data.num_workers"  # free unless the loader's batches depend on it (shards: a worker reads its own)
+PROCESSES = "processes"
+ABSENT = "(absent)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeRules:
+    config: dict  # this run's resolved configuration (train.precision as `auto` resolved it)
+    processes: int
+    order_depends_on_workers: bool
+    allow_changes: bool  # checkpoint.resume_allow_changes (--resume_allow_changes)
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """{"train": {"seed": 0}} -> {"train.seed": 0}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changes_that_alter_the_run(saved: dict, saved_processes: int, rules: ResumeRules) -> list[str]:
+    """'key old → new' for each setting that differs and can change the trajectory, in the config's order."""
+    old, new = flatten(saved), flatten(rules.config)
+    old[PROCESSES], new[PROCESSES] = saved_processes, rules.processes
+    free = TRAJECTORY_FREE if rules.order_depends_on_workers else (*TRAJECTORY_FREE, WORKERS)
+    changes = []
+    for key in [*new, *(key for key in old if key not in new)]:
+        if old.get(key, ABSENT) != new.get(key, ABSENT) and not any(key == f or key.startswith(f + ".") for f in free):
+            changes.append(f"{key} {old.get(key, ABSENT)} → {new.get(key, ABSENT)}")
+    return changes
+
+
+def check_resume_settings(path, saved_config: dict | None, saved_processes: int, rules: ResumeRules) -> str | None:
+    """Raise a one-line UserError listing the changes that alter the run, unless they are allowed; return the note
+    to print when changes were allowed (or the checkpoint has no configuration to compare), else None."""
+    if saved_config is None:
+        return f"note: {path} records no configuration: the settings it was written with cannot be compared"
+    changes = changes_that_alter_the_run(saved_config, saved_processes, rules)
+    if not changes:
+        return None
+    if not rules.allow_changes:
+        raise UserError(f"{path} was written with other settings, and resuming with these would not continue the "
+                        f"same run: {', '.join(changes)}; rerun with the original settings, or add "
+                        "--resume_allow_changes to continue with the new ones")
+    return f"note: resuming with changed settings (--resume_allow_changes): {', '.join(changes)}"
