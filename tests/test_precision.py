@@ -1,7 +1,5 @@
 """`auto` precision: native support decides where it can; on CPUs with native bf16 a measurement of the actual
 work decides, is remembered, and leaves the run as it would have been at the chosen precision."""
-import time
-
 import pytest
 import torch
 
@@ -85,12 +83,29 @@ def test_autocast_runs_bf16_matmuls_and_fp32_runs_plain():
         assert (a @ a).dtype == torch.float32
 
 
-def sleeping_workload(seconds: dict, calls: list, batch_size: int = 4) -> calibration.Workload:
-    """A workload whose step takes `seconds[precision]`, counting the steps run."""
+class FakeClock:
+    """perf_counter for the measurement: it moves only when a step says how long it took."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(calibration.time, "perf_counter", fake)
+    return fake
+
+
+def timed_workload(clock, seconds: dict, calls: list, batch_size: int = 4) -> calibration.Workload:
+    """A workload whose step takes `seconds[precision]` on the fake clock, counting the steps run."""
     def make_step(name):
         def step():
             calls.append(name)
-            time.sleep(seconds[name])
+            clock.now += seconds[name]
         return step
     return calibration.Workload(make_step, batch_size, {"task": "test", "batch_size": batch_size})
 
@@ -100,40 +115,41 @@ def sleeping_workload(seconds: dict, calls: list, batch_size: int = 4) -> calibr
     ({"fp32": 0.01, "bf16": 0.03}, "fp32"),
     ({"fp32": 0.020, "bf16": 0.0195}, "fp32"),  # 2.5% faster is within the noise: fp32 keeps its precision
 ])
-def test_measurement_keeps_the_faster_and_is_remembered(monkeypatch, cache_dir, seconds, expected):
+def test_measurement_keeps_the_faster_and_is_remembered(monkeypatch, cache_dir, clock, seconds, expected):
     pretend_cpu(monkeypatch, "Zen 4")
     calls = []
-    decision = calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls))
+    decision = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
     assert decision.precision == expected and not decision.remembered
     assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.TIMED_ROUNDS
-    assert decision.samples_per_s["fp32"] == pytest.approx(4 / seconds["fp32"], rel=0.5)
+    assert decision.samples_per_s == pytest.approx({name: 4 / step for name, step in seconds.items()})
     assert "measured" in decision.describe() and "samples/s" in decision.describe()
 
-    again = calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls))
+    again = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
     assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + calibration.TIMED_ROUNDS)
     assert "remembered" in again.describe()
 
 
-def test_another_batch_or_thread_count_is_measured_anew(monkeypatch, cache_dir):
+def test_another_batch_or_thread_count_is_measured_anew(monkeypatch, cache_dir, clock):
     pretend_cpu(monkeypatch, "Sapphire Rapids")
     calls = []
     seconds = {"fp32": 0.001, "bf16": 0.002}
-    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=4))
-    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=8))
+    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=4))
+    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
-    calibration.decide_precision("auto", "cpu", sleeping_workload(seconds, calls, batch_size=8))
+    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
     assert len(calls) == 3 * 2 * (1 + calibration.TIMED_ROUNDS)
 
 
-def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir):
+def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir, clock):
     pretend_cpu(monkeypatch, "Zen 4")
     cache_dir.mkdir()
     calibration.cache_file().write_text("{not json")
     calls = []
-    decision = calibration.decide_precision("auto", "cpu", sleeping_workload({"fp32": 0.001, "bf16": 0.003}, calls))
+    decision = calibration.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.001, "bf16": 0.003},
+                                                                                        calls))
     assert decision.precision == "fp32" and calls
-    assert calibration.remembered_decision("cpu", sleeping_workload({}, [])) == \
+    assert calibration.remembered_decision("cpu", timed_workload(clock, {}, [])) == \
         calibration.PrecisionDecision("fp32", decision.reason, decision.samples_per_s, remembered=True)
 
 
