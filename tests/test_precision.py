@@ -111,34 +111,42 @@ def timed_workload(clock, seconds: dict, calls: list, batch_size: int = 4) -> ca
 
 
 @pytest.mark.parametrize("seconds, expected", [
-    ({"fp32": 0.03, "bf16": 0.01}, "bf16"),
-    ({"fp32": 0.01, "bf16": 0.03}, "fp32"),
-    ({"fp32": 0.020, "bf16": 0.0195}, "fp32"),  # 2.5% faster is within the noise: fp32 keeps its precision
+    ({"fp32": 3.0, "bf16": 1.0}, "bf16"),
+    ({"fp32": 1.0, "bf16": 3.0}, "fp32"),
+    ({"fp32": 2.0, "bf16": 1.95}, "fp32"),  # 2.5% faster is within the noise: fp32 keeps its precision
 ])
 def test_measurement_keeps_the_faster_and_is_remembered(monkeypatch, cache_dir, clock, seconds, expected):
     pretend_cpu(monkeypatch, "Zen 4")
     calls = []
     decision = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
     assert decision.precision == expected and not decision.remembered
-    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.TIMED_ROUNDS
+    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MIN_TIMED_ROUNDS
     assert decision.samples_per_s == pytest.approx({name: 4 / step for name, step in seconds.items()})
     assert "measured" in decision.describe() and "samples/s" in decision.describe()
 
     again = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
-    assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + calibration.TIMED_ROUNDS)
+    assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + calibration.MIN_TIMED_ROUNDS)
     assert "remembered" in again.describe()
 
 
 def test_another_batch_or_thread_count_is_measured_anew(monkeypatch, cache_dir, clock):
     pretend_cpu(monkeypatch, "Sapphire Rapids")
     calls = []
-    seconds = {"fp32": 0.001, "bf16": 0.002}
+    seconds = {"fp32": 1.0, "bf16": 2.0}
     calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=4))
     calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
     calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
-    assert len(calls) == 3 * 2 * (1 + calibration.TIMED_ROUNDS)
+    assert len(calls) == 3 * 2 * (1 + calibration.MIN_TIMED_ROUNDS)
+
+
+def test_millisecond_steps_are_timed_over_more_rounds(monkeypatch, cache_dir, clock):
+    pretend_cpu(monkeypatch, "Zen 4")
+    calls = []
+    calibration.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.3, "bf16": 0.001}, calls))
+    # fp32 passes a second of timing after 4 rounds; bf16 never does, so the rounds stop at the limit
+    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MAX_TIMED_ROUNDS
 
 
 def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir, clock):

@@ -15,7 +15,10 @@ from utils.atomic_files import WriteFailed, write_text_atomically
 from utils.machine import cpu_model
 from utils.precision import check_precision, cpu_bf16_unit, hardware_choice
 
-TIMED_ROUNDS = 2  # after one untimed step per precision (kernel selection, buffers); each round times every one
+# After one untimed step per precision (kernel selection, buffers), each round times one step of every precision:
+# at least MIN_TIMED_ROUNDS, and more while a precision has been timed for less than MIN_TIMED_SECONDS in all (a
+# small model's step lasts milliseconds, where one step says little), up to MAX_TIMED_ROUNDS.
+MIN_TIMED_ROUNDS, MAX_TIMED_ROUNDS, MIN_TIMED_SECONDS = 2, 20, 1.0
 BF16_MARGIN = 1.05  # bf16 must be this much faster to be kept: it costs precision, and timings are noisy
 
 
@@ -100,12 +103,14 @@ def measure(device, workload: Workload) -> PrecisionDecision:
     steps = {precision: workload.make_step(precision) for precision in choice.candidates}
     for step in steps.values():
         step()
-    best = dict.fromkeys(steps, float("inf"))
-    for _ in range(TIMED_ROUNDS):
+    best, total, rounds = dict.fromkeys(steps, float("inf")), dict.fromkeys(steps, 0.0), 0
+    while rounds < MIN_TIMED_ROUNDS or (rounds < MAX_TIMED_ROUNDS and min(total.values()) < MIN_TIMED_SECONDS):
         for precision, step in steps.items():
             started = time.perf_counter()
             step()
-            best[precision] = min(best[precision], time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            best[precision], total[precision] = min(best[precision], seconds), total[precision] + seconds
+        rounds += 1
     speeds = {precision: workload.samples_per_step / seconds for precision, seconds in best.items()}
     if speeds["bf16"] >= BF16_MARGIN * speeds["fp32"]:
         return PrecisionDecision("bf16", f"{choice.reason}; bf16 is the faster for this model and batch", speeds)
