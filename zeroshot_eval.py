@@ -15,7 +15,7 @@ import torch
 
 from dataloader.eval_datasets import READERS, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
-from evaluation.report import summary_lines, write_zero_shot_report
+from evaluation.report import nonfinite_warning, summary_lines, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
@@ -92,6 +92,8 @@ def evaluate(args: argparse.Namespace) -> None:
         if len(template_sets) > 1:
             print(f"templates '{template_name}':")
         print("\n".join(summary_lines(result)))
+        for line in nonfinite_warning(result.num_nonfinite, result.num_images, "images"):
+            print(line, file=sys.stderr)
         print(f"wrote {text_path}, {json_path}, {chart_path}")
     if len(template_sets) > 1:
         print("\n".join(write_template_comparison(names, results, args.output_dir, eval_set.name)))

@@ -14,7 +14,15 @@ def summary_lines(result: ClassificationResult) -> list[str]:
         f"Top 1 accuracy = {result.top1:.2f} %",
         f"Top 5 accuracy = {result.top5:.2f} %",
         f"Mean per-class recall = {result.mean_per_class_recall:.2f} %",
-    ]
+    ] + nonfinite_warning(result.num_nonfinite, result.num_images, "images")
+
+
+def nonfinite_warning(count: int, total: int, items: str) -> list[str]:
+    """The line a report carries when scores were NaN or infinite: such a run measured a broken model."""
+    if not count:
+        return []
+    return [f"WARNING: {count} of {total} {items} had non-finite (NaN or infinite) features or scores, "
+            "each counted as a miss"]
 
 
 def format_text_report(result: ClassificationResult) -> str:
