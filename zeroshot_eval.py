@@ -31,8 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--dataset", default=None,
-                        help="cifar10 or cifar100 for --dataset_type cifar (default cifar10); otherwise the name of "
-                             "the result files (default: the data folder's name)")
+                        help="cifar10 or cifar100 for --dataset_type cifar (default: the one the folder holds or "
+                             "names); otherwise the name of the result files (default: the data folder's name)")
     parser.add_argument("--classnames", default=None,
                         help="file with one class name per line, in label order (sorted folder order for folders)")
     parser.add_argument("--templates", default=None, nargs="+",

@@ -52,7 +52,17 @@ def cifar10_layout(root):
     return root, "cifar", "cifar10", names, len(labels)
 
 
-@pytest.mark.parametrize("layout", [folder_layout, imagenet_subset_layout, imagenet_v2_layout, cifar10_layout])
+def cifar100_reference_command_layout(root):
+    """The reference command `--dataset_type cifar --data_dir data/CIFAR100`, no --dataset: CIFAR-100 it is."""
+    names = [f"class_{index}" for index in range(100)]
+    labels = [99, 0, 42, 57, 10]
+    images = np.stack([np.full((32, 32, 3), colour(label), dtype=np.uint8) for label in labels])
+    write_cifar(root / "CIFAR100", "cifar100", images, labels, names)
+    return root / "CIFAR100", "cifar", None, [name.replace("_", " ") for name in names], len(labels)
+
+
+@pytest.mark.parametrize("layout", [folder_layout, imagenet_subset_layout, imagenet_v2_layout, cifar10_layout,
+                                    cifar100_reference_command_layout])
 def test_each_image_is_scored_against_its_own_class_name(tmp_path, monkeypatch, layout):
     data_dir, dataset_type, dataset, class_names, num_images = layout(tmp_path / "data")
     default_templates = "cifar" if dataset_type == "cifar" else "imagenet"
