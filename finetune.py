@@ -20,9 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dataloader.config import LabelledDataConfig
-from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
+from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
-from dataloader.splits import stratified_split
+from dataloader.splits import plan_splits, stratified_split
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
@@ -98,12 +98,12 @@ def read_splits(data: LabelledDataConfig, train_side: int, preprocess, test_side
         return read_eval_set(data.dataset_type, folder, transform, dataset_name=data.dataset, min_side=min_side,
                              class_names_file=data.classnames, split=split)
 
-    has_splits = data.dataset_type in SPLITS
-    train_set = read(data.data_dir, decoded, train_side, "train" if has_splits else None)
-    if data.test_dir or has_splits:
-        test_set = read(data.test_dir or data.data_dir, preprocess, test_side, None if data.test_dir else "test")
+    plan = plan_splits(data.dataset_type, data.data_dir, data.test_dir)
+    train_set = read(data.data_dir, decoded, train_side, plan.train_split)
+    if not plan.held_out:
+        test_set = read(plan.test_dir, preprocess, test_side, plan.test_split)
         if test_set.class_names != train_set.class_names:
-            raise UserError(f"the test images ({data.test_dir}) have classes {test_set.class_names[:5]}..., the "
+            raise UserError(f"the test images ({plan.test_dir}) have classes {test_set.class_names[:5]}..., the "
                             f"training images ({data.data_dir}) {train_set.class_names[:5]}...: they must match")
         return Splits(train_set.name, train_set.class_names, train_set.default_templates, train_set.dataset,
                       test_set.dataset)
