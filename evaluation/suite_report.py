@@ -52,7 +52,8 @@ def markdown_tables(results: list[CellResult]) -> str:
                 if warning:
                     notes.append(f"- {checkpoint} · {dataset}/{domain} · {TASK_TITLES[task]}: {warning}")
                 shown.append(f"{value:.2f}" + (" ⚠" if result.num_nonfinite else ""))
-            lines.append(f"| {checkpoint} | " + " | ".join(shown) + f" | {'' if average is None else f'{average:.2f}'} |")
+            shown.append("" if average is None else f"{average:.2f}")
+            lines.append(f"| {checkpoint} | " + " | ".join(shown) + " |")
     if notes:
         lines += ["", "## Notes", ""] + notes
     return "\n".join(lines) + "\n"
@@ -94,7 +95,7 @@ def write_suite_report(results: list[CellResult], output_dir: str | Path, title:
         writer.writeheader()
         writer.writerows(csv_rows(results))
     panels = [(f"{dataset}: {TASK_TITLES[task]}", table["checkpoints"], table["domains"],
-               [top1_row(table, checkpoint)[0] + [top1_row(table, checkpoint)[1]] for checkpoint in table["checkpoints"]])
+               [values + [average] for values, average in (top1_row(table, row) for row in table["checkpoints"])])
               for (dataset, task), table in tables(results).items()]
     written = [markdown, table_csv, plot_results_heatmap(panels, output_dir / "results.png", title)]
     for result in results:
@@ -109,7 +110,8 @@ def per_class_markdown(result: CellResult) -> str:
              f"Top-1 accuracy in % on the same {result.n_images} test images; `overall` counts every image.", "",
              "| class | zero-shot | linear probe |", "|---|---:|---:|"]
     for name, scores in result.per_class.items():
-        shown = ["n/a" if scores[column] is None else f"{scores[column]:.2f}" for column in ("zeroshot", "linear_probe")]
+        shown = ["n/a" if scores[column] is None else f"{scores[column]:.2f}"
+                 for column in ("zeroshot", "linear_probe")]
         lines.append(f"| {'**overall**' if name == 'overall' else name} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
