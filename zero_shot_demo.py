@@ -16,7 +16,7 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
-from utils.cli import add_inference_arguments, run_command
+from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="save a figure of each image beside its top classes in --output_dir")
     parser.add_argument("--output_dir", default="demo_output")
     add_inference_arguments(parser, batch_size=32, loader_workers=False)
-    return parser.parse_args(argv)
+    return parse_with_config(parser, argv)
 
 
 def demo_class_names(args: argparse.Namespace) -> list[str]:
@@ -108,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run_demo, parse_args(argv))
+    return run_command(lambda arguments: run_demo(parse_args(arguments)), argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
 from model.inference import prepare_for_inference
-from utils.cli import add_inference_arguments, run_command
+from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
 
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True,
                         help="channels-last image tensors for a ResNet tower (faster convolutions on CPUs)")
     parser.add_argument("--output_dir", default="zero_shot_eval_output")
-    return parser.parse_args(argv)
+    return parse_with_config(parser, argv)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -122,7 +122,7 @@ def write_template_comparison(names: list[str], results: list, output_dir, datas
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(evaluate, parse_args(argv))
+    return run_command(lambda arguments: evaluate(parse_args(arguments)), argv)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -
             raise UserError(f"{config_path}: unknown key '{key}'{hint}")
         values[key] = _as_given_on_command_line(options[key], values[key], f"{config_path}: '{key}'")
         options[key].required = False  # given by the file
+    for group in parser._mutually_exclusive_groups:
+        given = [action for action in group._group_actions if action.dest in values]
+        if len(given) > 1:
+            raise UserError(f"{config_path}: {' and '.join(a.dest for a in given)} exclude each other: keep one")
+        if given:
+            group.required = False  # one of them is given by the file
     parser.set_defaults(**values)
     return parser.parse_args(argv)
 
