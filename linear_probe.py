@@ -25,7 +25,7 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.k_shot import run_k_shot
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
-from evaluation.report import summary_lines, write_reports
+from evaluation.report import summary_lines, write_k_shot_table, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
@@ -159,10 +159,7 @@ def evaluate(args: argparse.Namespace) -> None:
                             args.k_shot_seeds, regularisation, eval_set.class_names)
         run_info["k_shot"] = [{"k": r.k, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies}
                               for r in k_shot]
-        lines = [f"{'K':<6}{'mean':<10}{'std':<10}seeds"] + [
-            f"{r.k:<6}{r.mean:<10.2f}{r.std:<10.2f}{', '.join(map(str, r.seeds))}" for r in k_shot]
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / f"{name}_k_shot.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines = write_k_shot_table(k_shot, output_dir / f"{name}_k_shot.txt")
         plot_path = plot_k_shot_accuracy(k_shot, zero_shot, result.top1, output_dir / f"{name}_k_shot.png",
                                          f"k-shot linear probe, {eval_set.name}: {args.checkpoint_path}")
         print("\n".join(lines))

@@ -5,17 +5,15 @@
   python zeroshot_eval.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/sketch
 """
 import argparse
-import json
 import re
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from dataloader.eval_datasets import READERS, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
-from evaluation.report import nonfinite_warning, summary_lines, write_zero_shot_report
+from evaluation.report import nonfinite_warning, summary_lines, write_template_comparison, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
@@ -104,21 +102,6 @@ def file_name_part(text: str) -> str:
     """A template set's name as part of a file name: a file's stem, or a literal template made safe."""
     stem = text[:-4] if text.endswith(".txt") else text
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "templates"
-
-
-def write_template_comparison(names: list[str], results: list, output_dir, dataset_name: str) -> list[str]:
-    """<dataset>_templates.txt/.json: every template set's accuracy on the same images, best top-1 first."""
-    ranked = sorted(zip(names, results), key=lambda pair: -pair[1].top1)
-    lines = [f"Template sets on {dataset_name}, best top-1 first ({results[0].num_images} images)",
-             f"{'Top-1':<10}{'Top-5':<10}{'Mean/class':<12}Templates"]
-    lines += [f"{r.top1:<10.2f}{r.top5:<10.2f}{r.mean_per_class_recall:<12.2f}{name}" for name, r in ranked]
-    output_dir = Path(output_dir)
-    (output_dir / f"{dataset_name}_templates.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    comparison = [{"templates": name, "top1": r.top1, "top5": r.top5,
-                   "mean_per_class_recall": r.mean_per_class_recall} for name, r in ranked]
-    (output_dir / f"{dataset_name}_templates.json").write_text(json.dumps(comparison, indent=2) + "\n",
-                                                               encoding="utf-8")
-    return lines + [f"wrote {output_dir / f'{dataset_name}_templates.txt'}, {dataset_name}_templates.json"]
 
 
 def main(argv: list[str] | None = None) -> int:
