@@ -1,7 +1,9 @@
-"""Classify your own images zero-shot: the top-5 classes of each image, optionally drawn beside it.
+"""Classify your own images zero-shot: the top-5 classes of each image, optionally drawn beside it; or, on a
+labelled class-per-folder set, a grid of examples captioned "Predicted (True)".
 
   python zero_shot_demo.py --checkpoint_path CKPT --img_path test_images/cat.jpg --show_prediction
   python zero_shot_demo.py --checkpoint_path CKPT --img_dir test_images --classes "cat,dog,car"
+  python zero_shot_demo.py --checkpoint_path CKPT --labelled_dir data/PACS/sketch --examples 16
 """
 import argparse
 import sys
@@ -10,8 +12,12 @@ from pathlib import Path
 import torch
 
 from dataloader.class_names import cifar100_class_names, read_class_name_file
+from dataloader.eval_datasets import UnreadableImage, read_eval_set
 from dataloader.image_io import load_readable_images
+from dataloader.labelled_train_set import decoded
+from dataloader.splits import spread_over_classes
 from evaluation.figures import plot_top_predictions
+from evaluation.image_figures import plot_prediction_grid
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import class_probabilities, zero_shot_head
@@ -30,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     images = parser.add_mutually_exclusive_group(required=True)
     images.add_argument("--img_path", help="one image")
     images.add_argument("--img_dir", help="a folder of images (files that are not images are skipped)")
+    images.add_argument("--labelled_dir",
+                        help="a class-per-folder set: a grid of --examples images captioned 'Predicted (True)'")
     classes = parser.add_mutually_exclusive_group()
     classes.add_argument("--classes", help='comma-separated class names, e.g. "cat,dog,car" (default: CIFAR-100)')
     classes.add_argument("--class_file", help="file with one class name per line")
@@ -37,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a template set ({', '.join(template_set_names())}), a file with one template per "
                              "line, or one template such as 'a photo of a {}.' (default: cifar)")
     parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--examples", type=int, default=16,
+                        help="with --labelled_dir: how many images, spread over the classes (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="with --labelled_dir: which images are drawn")
     parser.add_argument("--show_prediction", action="store_true",
                         help="save a figure of each image beside its top classes in --output_dir")
     parser.add_argument("--output_dir", default="demo_output")
@@ -68,6 +79,8 @@ def image_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def run_demo(args: argparse.Namespace) -> None:
+    if args.labelled_dir is not None:
+        return run_labelled_demo(args)
     device = torch.device(args.device)
     class_names = demo_class_names(args)
     _, templates = load_templates(args.templates)
@@ -105,6 +118,45 @@ def run_demo(args: argparse.Namespace) -> None:
                                                [path.name for path, _ in loaded[chunk]], predictions[chunk],
                                                Path(args.output_dir) / f"{stem}_predictions{suffix}.png")
             print(f"wrote {figure_path}")
+
+
+def run_labelled_demo(args: argparse.Namespace) -> None:
+    """Zero-shot predictions for examples of a labelled folder set, against their folder's class."""
+    if args.classes is not None:
+        raise UserError("--classes does not go with --labelled_dir: the class folders name the classes "
+                        "(--class_file renames them, in sorted folder order)")
+    if args.examples < 1:
+        raise UserError(f"--examples must be at least 1, got {args.examples}")
+    device = torch.device(args.device)
+    model, preprocess = load_model(args.checkpoint_path, device=device)
+    model.eval()
+    precision = choose_inference_precision(args.precision, model, device, args.batch_size,
+                                           channels_last=False).precision
+    labelled = read_eval_set("folder", args.labelled_dir, decoded, min_side=max(model.config.image_size, DISPLAY_SIDE),
+                             class_names_file=args.class_file)
+    chosen = spread_over_classes(torch.tensor(labelled.dataset.labels), args.examples, args.seed).tolist()
+    samples = [(index, labelled.dataset[index]) for index in chosen]
+    for index, sample in samples:
+        if isinstance(sample, UnreadableImage):
+            print(f"warning: skipping {sample.path}: not a readable image ({sample.reason})", file=sys.stderr)
+    readable = [(index, sample) for index, sample in samples if not isinstance(sample, UnreadableImage)]
+    if not readable:
+        raise UserError(f"none of the chosen images in {args.labelled_dir} could be read")
+    _, templates = load_templates(args.templates)
+    head = zero_shot_head(model, labelled.class_names, templates, device, precision)
+    images = [image for _, (image, _) in readable]
+    predicted = []
+    for start in range(0, len(images), args.batch_size):
+        batch = torch.stack([preprocess(image) for image in images[start:start + args.batch_size]])
+        predicted += class_probabilities(model, batch, head, device, precision).argmax(dim=1).tolist()
+    predicted_names = [labelled.class_names[label] for label in predicted]
+    true_names = [labelled.class_names[label] for _, (_, label) in readable]
+    for (index, _), guess, truth in zip(readable, predicted_names, true_names):
+        print(f"{labelled.dataset.paths[index]}: {guess} ({truth})")
+    figure_path = plot_prediction_grid(images, predicted_names, true_names,
+                                       Path(args.output_dir) / f"{labelled.name}_predicted_true.png",
+                                       f"Zero-shot on {labelled.name}: {args.checkpoint_path}")
+    print(f"{sum(g == t for g, t in zip(predicted_names, true_names))} of {len(images)} right; wrote {figure_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,3 +40,16 @@ def plan_splits(dataset_type: str, data_dir: str | Path, test_dir: str | Path | 
     if has_splits:
         return SplitPlan(train_split, Path(data_dir), "test", False)
     return SplitPlan(None, Path(data_dir), None, True)
+
+
+def spread_over_classes(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Up to `count` indices drawn with `seed`, taking classes in turn (one image of each class, then a second of
+    each ...), so that a few examples show as many classes as they can. Sorted by class, then index."""
+    generator = torch.Generator().manual_seed(seed)
+    queues = [members[torch.randperm(len(members), generator=generator)].tolist()
+              for members in (torch.nonzero(labels == label).flatten() for label in torch.unique(labels))]
+    chosen = []
+    for turn in range(max(map(len, queues), default=0)):
+        chosen += [queue[turn] for queue in queues if turn < len(queue)]
+    chosen = chosen[:count]
+    return torch.tensor(sorted(chosen, key=lambda index: (int(labels[index]), index)), dtype=torch.long)
