@@ -6,13 +6,16 @@ from pathlib import Path
 import pytest
 
 import eval_suite
+import extract_features
 import linear_probe
 import retrieval_eval
+import similarity_matrix
 import zero_shot_demo
 import zeroshot_eval
 from zeroshot_fixtures import colour, write_image
 
-SCRIPTS = [zeroshot_eval, zero_shot_demo, linear_probe, retrieval_eval, eval_suite]
+SCRIPTS = [zeroshot_eval, zero_shot_demo, linear_probe, retrieval_eval, eval_suite, extract_features,
+           similarity_matrix]
 TEST_IMAGES = Path(__file__).parents[1] / "test_images"
 
 
