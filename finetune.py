@@ -3,6 +3,11 @@
     python finetune.py --checkpoint_path CKPT --dataset_type cifar --dataset cifar10 --data_dir data/cifar
     python finetune.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --freeze_backbone \\
         optimizer.lr=1e-3 train.epochs=5
+    python finetune.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --objective cosine
+
+--objective classification (default) minimises the cross-entropy of the head's logits; cosine trains the image
+tower alone to draw images of one class together and push other classes apart (cosine similarity), and the
+zero-shot head, kept fixed, classifies the test images.
     torchrun --nproc_per_node 4 finetune.py ...      (one process per GPU)
 
 The configuration is trainer/train_config.yaml, then trainer/finetune_config.yaml, then the experiment YAML
@@ -32,7 +37,7 @@ from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
 from trainer.distributed import all_gather_object, distributed_session, rank
-from trainer.objectives import ClassificationObjective
+from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.trainer import TrainingJob, train
 from utils.cli import run_command
 from utils.config import as_dict, load_layered, read_yaml
@@ -49,11 +54,18 @@ class FinetuneConfig(TrainerConfig):
     head: typing.Literal["zeroshot", "linear"] = "zeroshot"
     templates: str | None = None
     freeze_backbone: bool = False
+    objective: typing.Literal["classification", "cosine"] = "classification"
     data: LabelledDataConfig = dataclasses.field(default_factory=LabelledDataConfig)
 
     def __post_init__(self):
         if not self.checkpoint_path:
             raise ValueError("checkpoint_path is required: the CLIP model to fine-tune (--checkpoint_path)")
+        if self.objective == "cosine" and (self.freeze_backbone or self.head != "zeroshot"):
+            raise ValueError("objective cosine trains the image tower and tests with the zero-shot head: it needs "
+                             "head zeroshot and freeze_backbone false")
+
+
+OBJECTIVES = {"classification": ClassificationObjective, "cosine": CosineSimilarityObjective}
 
 
 @dataclasses.dataclass
@@ -77,6 +89,7 @@ def parse_args(argv):
     parser.add_argument("--head", choices=["zeroshot", "linear"], help="how the head starts (default zeroshot)")
     parser.add_argument("--templates", help="templates of the zeroshot head: a set name, a file or one template")
     parser.add_argument("--freeze_backbone", action="store_true", default=None, help="train the head alone")
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), help="classification (default) or cosine")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optimizer.lr=1e-4 train.epochs=5")
     return parser.parse_intermixed_args(argv)  # flags and KEY=VALUE overrides in any order
@@ -84,7 +97,7 @@ def parse_args(argv):
 
 def load_config(args) -> FinetuneConfig:
     flags = {"checkpoint_path": args.checkpoint_path, "head": args.head, "templates": args.templates,
-             "freeze_backbone": args.freeze_backbone,
+             "freeze_backbone": args.freeze_backbone, "objective": args.objective,
              **{f"data.{key}": getattr(args, key)
                 for key in ("dataset_type", "data_dir", "test_dir", "dataset", "classnames")}}
     return load_layered(FinetuneConfig, {str(path): read_yaml(path) for path in DEFAULTS}, args.config, flags,
@@ -123,7 +136,10 @@ def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device,
         # scaled as in CLIP's logits, so the softmax starts as sharp as the zero-shot model's
         head_weight = clip_model.logit_scale.exp().item() * text_head.T.cpu()
     classifier_config = ClassifierConfig(clip_model.config, class_names, config.freeze_backbone)
-    return ImageClassifier(clip_model.visual, classifier_config, head_weight)
+    classifier = ImageClassifier(clip_model.visual, classifier_config, head_weight)
+    if config.objective == "cosine":
+        classifier.head.requires_grad_(False)  # the objective compares features; the head only tests them
+    return classifier
 
 
 def test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
@@ -176,8 +192,8 @@ def fine_tune(args) -> int:
             # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
             report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
                    "zero_shot_start", precision)
-        exit_code = train(TrainingJob(config, classifier, loader, ClassificationObjective(), as_dict(config)), ctx,
-                          resume=args.resume)
+        job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
+        exit_code = train(job, ctx, resume=args.resume)
         if exit_code == 0 and ctx.is_main:
             tuned = test_accuracy(classifier, splits, config, ctx.device, precision)
             report(tuned, splits, config, "finetune", precision)
