@@ -13,10 +13,11 @@ import zeroshot_eval
 from evaluation import suite
 from model import build_model, model_config_by_name
 from utils.checkpoint import save_checkpoint_atomic
+from zeroshot_fixtures import write_cifar
 
 DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 CLASSES = ["dog", "guitar", "house"]
-COMMON = ["--precision", "fp32", "--num_workers", "0", "--batch_size", "16"]
+COMMON = ["--precision", "fp32", "--num_workers", "0", "--batch_size", "16", "--templates", "a photo of a {}."]
 
 
 def random_checkpoint(path, seed):
@@ -147,3 +148,19 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert eval_suite.main(["--checkpoints", "x=a.pt", "x=b.pt", "--data_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "share a row name" in err
+
+
+def test_cifar_cells_score_its_test_split_and_probe_on_its_train_split(checkpoints, tmp_path):
+    names = [f"class_{index}" for index in range(10)]
+    rng = np.random.default_rng(1)
+    for split, per_class in (("train", 3), ("test", 1)):
+        labels = [label for label in range(10) for _ in range(per_class)]
+        write_cifar(tmp_path / "data" / "cifar10", "cifar10", rng.integers(0, 256, (len(labels), 32, 32, 3),
+                                                                           dtype=np.uint8), labels, names, split)
+    out = tmp_path / "suite"
+    assert eval_suite.main(["--checkpoints", f"A={checkpoints['a']}", "--dataset_type", "cifar", "--data_dir",
+                            str(tmp_path / "data" / "cifar10"), "--tasks", "zeroshot", "linear_probe",
+                            "--output_dir", str(out), "--no-progress"] + COMMON) == 0
+    top1 = {row["task"]: row for row in csv.DictReader((out / "results.csv").open()) if row["metric"] == "top1"}
+    assert top1["zeroshot"]["n_images"] == top1["linear_probe"]["n_images"] == "10"  # the test batch
+    assert top1["zeroshot"]["domain"] == "cifar10"
