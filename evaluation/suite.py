@@ -119,13 +119,27 @@ def plan_cells(checkpoints: list[Checkpoint], roots: list[DataRoot], tasks: list
             for checkpoint in checkpoints for root in roots for domain, folder in root.domains for task in tasks]
 
 
+def folder_fingerprint(folder: Path) -> str | None:
+    """A hash of every file's relative path, size and modification time under `folder`: adding, removing or
+    replacing an image changes it, so a cached cell is never read for images it did not see. None: no folder."""
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            status = path.stat()
+            digest.update(f"{path.relative_to(folder)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def cell_cache_file(cell: Cell, settings: SuiteSettings) -> Path | None:
-    """<cache_dir>/cells/<hash>.json for this cell's inputs; None for a model given by config name."""
-    identity = checkpoint_identity(cell.checkpoint.path)
-    if identity is None:
+    """<cache_dir>/cells/<task>-<hash>.json for this cell's inputs; None when they cannot be identified (a model
+    given by config name has random weights; a missing folder fails anew on every run)."""
+    identity, images = checkpoint_identity(cell.checkpoint.path), folder_fingerprint(cell.data_dir)
+    if identity is None or images is None:
         return None
     key = {"checkpoint": identity, "dataset_type": cell.dataset_type, "data_dir": str(cell.data_dir.resolve()),
-           "task": cell.task, "templates": settings.templates, "precision": settings.precision,
+           "images": images, "task": cell.task, "templates": settings.templates, "precision": settings.precision,
            "test_fraction": settings.test_fraction, "split_seed": settings.split_seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return settings.cache_dir / "cells" / f"{cell.task}-{digest}.json"
@@ -133,19 +147,27 @@ def cell_cache_file(cell: Cell, settings: SuiteSettings) -> Path | None:
 
 def run_suite(cells: list[Cell], settings: SuiteSettings, progress: bool = True,
               on_computed: Callable[[CellResult], None] = lambda result: None) -> list[CellResult]:
-    """Every cell's result, in order: from the cell cache, else computed (one model load per checkpoint)."""
-    results, models = [], {}
+    """Every cell's result, in order: from the cell cache, else computed. One model is held at a time (the cells
+    come checkpoint by checkpoint); a checkpoint that does not load fails each of its cells with that error."""
+    results, loaded = [], (None, None)  # (checkpoint, (model, preprocess, precision) or its UserError)
     for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress):
         cache_file = cell_cache_file(cell, settings)
         if cache_file is not None and cache_file.is_file():
             results.append(read_cell(cache_file, cell))
             continue
-        try:
-            if cell.checkpoint not in models:
-                models[cell.checkpoint] = loaded_model(cell.checkpoint, settings)
-            result = COMPUTE[cell.task](cell, *models[cell.checkpoint], settings)
-        except UserError as error:
-            result = CellResult(cell, error=str(error))
+        if loaded[0] != cell.checkpoint:
+            loaded = None, None  # let the previous model go before the next one loads
+            try:
+                loaded = cell.checkpoint, loaded_model(cell.checkpoint, settings)
+            except UserError as error:
+                loaded = cell.checkpoint, error
+        if isinstance(loaded[1], UserError):
+            result = CellResult(cell, error=str(loaded[1]))
+        else:
+            try:
+                result = COMPUTE[cell.task](cell, *loaded[1], settings)
+            except UserError as error:
+                result = CellResult(cell, error=str(error))
         results.append(result)
         on_computed(result)
         if cache_file is not None and result.error is None:
@@ -154,7 +176,7 @@ def run_suite(cells: list[Cell], settings: SuiteSettings, progress: bool = True,
 
 
 def loaded_model(checkpoint: Checkpoint, settings: SuiteSettings):
-    """(model, preprocess, precision) of a checkpoint; a file that does not load fails each of its cells."""
+    """(model, preprocess, precision) of a checkpoint."""
     model, preprocess = load_model(checkpoint.path, device=settings.device)
     precision = choose_inference_precision(settings.precision, model, settings.device, settings.batch_size,
                                            channels_last=False).precision

@@ -110,20 +110,33 @@ def test_a_failing_cell_is_reported_in_its_place_and_the_rest_run(pacs, checkpoi
             (broken / domain / name / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     for name in CLASSES:
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(broken / "fine" / name / "1.jpg")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     out = tmp_path / "suite"
-    assert eval_suite.main(["--checkpoints", str(checkpoints["a"]), "--data_dir", str(broken),
-                            str(tmp_path / "Missing"), "--output_dir", str(out), "--no-progress"] + COMMON) == 1
+    argv = ["--checkpoints", str(checkpoints["a"]), f"bad={tmp_path / 'bad.pt'}", "--data_dir", str(broken),
+            str(tmp_path / "Missing"), "--output_dir", str(out), "--no-progress"] + COMMON
+    assert eval_suite.main(argv) == 1
     text = (out / "results.md").read_text()
     broken_table = markdown_table(text, "Broken: zero-shot")
     assert broken_table["checkpoint"] == ["corrupt", "fine", "avg"]
     assert broken_table["a"][0] == "failed" and broken_table["a"][1].replace(".", "").isdigit()
     assert broken_table["a"][2] == ""  # no average over a failed domain
+    assert broken_table["bad"] == ["failed", "failed", ""]
     assert markdown_table(text, "Missing: zero-shot")["a"] == ["failed", ""]
-    assert "none of the 3 images" in text and "Missing does not exist" in text
+    assert "none of the 3 images" in text and "Missing does not exist" in text and "bad.pt" in text
     assert "3 unreadable image(s) skipped" in text  # the fine domain's corrupt files
     errors = [row for row in csv.DictReader((out / "results.csv").open()) if row["metric"] == "error"]
-    assert [(row["dataset"], row["domain"]) for row in errors] == [("Broken", "corrupt"), ("Missing", "Missing")]
-    assert "2 failed" in capsys.readouterr().out
+    assert [(row["checkpoint"], row["dataset"], row["domain"]) for row in errors] == [
+        ("a", "Broken", "corrupt"), ("a", "Missing", "Missing"), ("bad", "Broken", "corrupt"),
+        ("bad", "Broken", "fine"), ("bad", "Missing", "Missing")]
+    assert "5 failed" in capsys.readouterr().out
+
+    # a new image in a domain: its cached cell no longer describes the folder, and is computed again
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(broken / "fine" / "dog" / "2.jpg")
+    assert eval_suite.main(argv) == 1
+    assert "6 cell(s) computed, 0 read from" in capsys.readouterr().out  # 5 failures (never cached) + fine
+    fine = [row for row in csv.DictReader((out / "results.csv").open())
+            if row["checkpoint"] == "a" and row["domain"] == "fine" and row["metric"] == "top1"]
+    assert fine[0]["n_images"] == "4"
 
 
 def test_linear_probe_beside_zero_shot_per_class(pacs, checkpoints, tmp_path):
