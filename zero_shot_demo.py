@@ -20,7 +20,7 @@ from evaluation.figures import plot_top_predictions
 from evaluation.image_figures import plot_prediction_grid
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
-from evaluation.zeroshot import class_probabilities, zero_shot_head
+from evaluation.zeroshot import image_list_probabilities, zero_shot_head
 from model import load_model
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
@@ -78,16 +78,21 @@ def image_paths(args: argparse.Namespace) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
 
 
+def loaded_model(args: argparse.Namespace):
+    """(device, model, preprocess, precision) for this run."""
+    device = torch.device(args.device)
+    model, preprocess = load_model(args.checkpoint_path, device=device)
+    precision = choose_inference_precision(args.precision, model.eval(), device, args.batch_size,
+                                           channels_last=False).precision
+    return device, model, preprocess, precision
+
+
 def run_demo(args: argparse.Namespace) -> None:
     if args.labelled_dir is not None:
         return run_labelled_demo(args)
-    device = torch.device(args.device)
     class_names = demo_class_names(args)
     _, templates = load_templates(args.templates)
-    model, preprocess = load_model(args.checkpoint_path, device=device)
-    model.eval()
-    precision = choose_inference_precision(args.precision, model, device, args.batch_size,
-                                           channels_last=False).precision
+    device, model, preprocess, precision = loaded_model(args)
 
     loaded, skipped = load_readable_images(image_paths(args), max(model.config.image_size, DISPLAY_SIDE))
     for path, reason in skipped:
@@ -97,11 +102,8 @@ def run_demo(args: argparse.Namespace) -> None:
 
     head = zero_shot_head(model, class_names, templates, device, precision)
     images = [image for _, image in loaded]
-    probabilities = []
-    for start in range(0, len(images), args.batch_size):
-        batch = torch.stack([preprocess(image) for image in images[start:start + args.batch_size]])
-        probabilities.append(class_probabilities(model, batch, head, device, precision))
-    top = torch.cat(probabilities).topk(min(args.top_k, len(class_names)), dim=1)
+    probabilities = image_list_probabilities(model, images, preprocess, head, device, precision, args.batch_size)
+    top = probabilities.topk(min(args.top_k, len(class_names)), dim=1)
     predictions = [[(class_names[i], float(p)) for p, i in zip(values, indices)]
                    for values, indices in zip(top.values.tolist(), top.indices.tolist())]
     for (path, _), prediction in zip(loaded, predictions):
@@ -127,11 +129,7 @@ def run_labelled_demo(args: argparse.Namespace) -> None:
                         "(--class_file renames them, in sorted folder order)")
     if args.examples < 1:
         raise UserError(f"--examples must be at least 1, got {args.examples}")
-    device = torch.device(args.device)
-    model, preprocess = load_model(args.checkpoint_path, device=device)
-    model.eval()
-    precision = choose_inference_precision(args.precision, model, device, args.batch_size,
-                                           channels_last=False).precision
+    device, model, preprocess, precision = loaded_model(args)
     labelled = read_eval_set("folder", args.labelled_dir, decoded, min_side=max(model.config.image_size, DISPLAY_SIDE),
                              class_names_file=args.class_file)
     chosen = spread_over_classes(torch.tensor(labelled.dataset.labels), args.examples, args.seed).tolist()
@@ -145,10 +143,8 @@ def run_labelled_demo(args: argparse.Namespace) -> None:
     _, templates = load_templates(args.templates)
     head = zero_shot_head(model, labelled.class_names, templates, device, precision)
     images = [image for _, (image, _) in readable]
-    predicted = []
-    for start in range(0, len(images), args.batch_size):
-        batch = torch.stack([preprocess(image) for image in images[start:start + args.batch_size]])
-        predicted += class_probabilities(model, batch, head, device, precision).argmax(dim=1).tolist()
+    predicted = image_list_probabilities(model, images, preprocess, head, device, precision,
+                                         args.batch_size).argmax(dim=1).tolist()
     predicted_names = [labelled.class_names[label] for label in predicted]
     true_names = [labelled.class_names[label] for _, (_, label) in readable]
     for (index, _), guess, truth in zip(readable, predicted_names, true_names):
