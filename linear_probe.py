@@ -25,7 +25,7 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.k_shot import run_k_shot
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
-from evaluation.report import summary_lines, write_k_shot_table, write_reports
+from evaluation.report import nonfinite_warning, summary_lines, write_k_shot_table, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
@@ -166,6 +166,8 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {output_dir / f'{name}_k_shot.txt'}, {plot_path}")
     text_path, json_path = write_reports(result, output_dir, name, run_info)
     print("\n".join(summary_lines(result)))
+    for line in nonfinite_warning(result.num_nonfinite, result.num_images, "test images"):
+        print(line, file=sys.stderr)
     print(f"zero-shot top-1 on the same test images: {zero_shot:.2f} %")
     print(f"wrote {text_path}, {json_path}")
 
