@@ -9,7 +9,6 @@ thumbnails along the top, each pair's similarity in its cell.
 (each image's first caption). Writes <output_dir>/similarity_matrix.png and .csv.
 """
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from dataloader.caption_pairs import read_caption_pairs
 from dataloader.image_io import load_readable_images
 from evaluation.image_figures import plot_similarity_matrix
 from evaluation.inference_precision import choose_inference_precision
+from evaluation.report import write_similarity_table
 from evaluation.similarity import image_text_similarity
 from model import load_model
 from utils.cli import add_inference_arguments, parse_with_config, run_command
@@ -59,16 +59,11 @@ def run(args: argparse.Namespace) -> None:
     similarity = image_text_similarity(model, [image for _, image in loaded], captions, preprocess, device,
                                        precision).numpy()
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / "similarity_matrix.csv", "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["caption"] + [path.name for path, _ in loaded])
-        writer.writerows([caption] + [f"{value:.4f}" for value in row] for caption, row in zip(captions, similarity))
+    table = write_similarity_table(similarity, captions, [path.name for path, _ in loaded],
+                                   output_dir / "similarity_matrix.csv")
     figure = plot_similarity_matrix([image for _, image in loaded], captions, similarity,
-                                    output_dir / "similarity_matrix.png", f"{args.checkpoint_path}")
-    matches = sum(int(row.argmax()) == index for index, row in enumerate(similarity))
-    print(f"{matches} of {len(captions)} captions are most similar to their own image")
-    print(f"wrote {figure}, {output_dir / 'similarity_matrix.csv'}")
+                                    output_dir / "similarity_matrix.png", str(args.checkpoint_path))
+    print(f"wrote {figure}, {table}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,7 @@
 """Every evaluation script's result files: zero-shot results as text (the layout of the project this toolkit
-follows), as JSON and as a per-class chart; template comparisons; k-shot tables; retrieval reports."""
+follows), as JSON and as a per-class chart; template comparisons; k-shot tables; retrieval reports; similarity
+tables. (eval_suite.py's tables are evaluation/suite_report.py.)"""
+import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -107,3 +109,14 @@ def write_k_shot_table(results: list[KShotResult], path: str | Path) -> list[str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lines
+
+
+def write_similarity_table(similarity, captions: list[str], image_names: list[str], path: str | Path) -> Path:
+    """The image x caption cosine similarities as CSV: one row per caption, one column per image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["caption"] + image_names)
+        writer.writerows([caption] + [f"{value:.4f}" for value in row] for caption, row in zip(captions, similarity))
+    return path
