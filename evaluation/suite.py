@@ -74,8 +74,10 @@ class CellResult:
     n_images: int = 0  # the images the metrics count
     num_unreadable: int = 0
     num_nonfinite: int = 0
-    # class name -> top-1 %; the linear probe's cell also holds the zero-shot top-1 on the same test images
-    per_class: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # per class and over all images: top-1 % by column ("zeroshot", and for the linear probe's cell "linear_probe":
+    # the probe beside zero-shot on the same test images); per_class rows also carry the "class" name
+    per_class: list[dict] = field(default_factory=list)
+    overall: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     from_cache: bool = False
 
@@ -245,12 +247,13 @@ def linear_probe_cell(cell: Cell, model, preprocess, precision: str, settings: S
 
 def cell_result(cell: Cell, result: ClassificationResult, features: ImageFeatures,
                 per_class_columns: dict[str, ClassificationResult]) -> CellResult:
-    per_class = {score.name: {column: scores.per_class[index].top1 for column, scores in per_class_columns.items()}
-                 for index, score in enumerate(result.per_class)}
-    per_class["overall"] = {column: scores.top1 for column, scores in per_class_columns.items()}
+    per_class = [{"class": score.name, **{column: scores.per_class[index].top1
+                                          for column, scores in per_class_columns.items()}}
+                 for index, score in enumerate(result.per_class)]
+    overall = {column: scores.top1 for column, scores in per_class_columns.items()}
     return CellResult(cell, {"top1": result.top1, "top5": result.top5,
                              "mean_per_class_recall": result.mean_per_class_recall},
-                      result.num_images, len(features.unreadable), result.num_nonfinite, per_class)
+                      result.num_images, len(features.unreadable), result.num_nonfinite, per_class, overall)
 
 
 COMPUTE = {"zeroshot": zero_shot_cell, "linear_probe": linear_probe_cell}

@@ -109,10 +109,10 @@ def per_class_markdown(result: CellResult) -> str:
     lines = [f"# {cell.dataset}/{cell.domain}, {cell.checkpoint.label}: zero-shot and linear probe per class", "",
              f"Top-1 accuracy in % on the same {result.n_images} test images; `overall` counts every image.", "",
              "| class | zero-shot | linear probe |", "|---|---:|---:|"]
-    for name, scores in result.per_class.items():
+    for name, scores in [(row["class"], row) for row in result.per_class] + [("**overall**", result.overall)]:
         shown = ["n/a" if scores[column] is None else f"{scores[column]:.2f}"
                  for column in ("zeroshot", "linear_probe")]
-        lines.append(f"| {'**overall**' if name == 'overall' else name} | " + " | ".join(shown) + " |")
+        lines.append(f"| {name} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,7 +123,7 @@ def write_per_class(result: CellResult, folder: Path) -> list[Path]:
     table = folder / f"{stem}.md"
     table.write_text(per_class_markdown(result), encoding="utf-8")
     figure = plot_per_class_side_by_side(
-        result.per_class, folder / f"{stem}.png",
+        result.per_class, result.overall, folder / f"{stem}.png",
         f"{cell.dataset}/{cell.domain}, {cell.checkpoint.label}: top-1 per class on {result.n_images} test images")
     return [table, figure]
 

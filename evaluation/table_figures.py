@@ -41,16 +41,19 @@ def plot_results_heatmap(panels: list[Panel], path: str | Path, title: str) -> P
     return save(figure, path)
 
 
-def plot_per_class_side_by_side(per_class: dict[str, dict[str, float | None]], path: str | Path,
+def plot_per_class_side_by_side(per_class: list[dict], overall: dict[str, float], path: str | Path,
                                 title: str) -> Path:
-    """Zero-shot and linear-probe top-1 per class as paired horizontal bars, `overall` at the top, apart."""
-    names = [name for name in per_class if name != "overall"][::-1] + ["overall"]  # first class nearest the top
+    """Zero-shot and linear-probe top-1 per class (rows {"class", "zeroshot", "linear_probe"}) as paired horizontal
+    bars, `overall` at the top, apart."""
+    rows_top_down = [{"class": "overall", **overall}] + per_class
+    names = [row["class"] for row in rows_top_down][::-1]  # barh counts upwards: the first class nearest the top
+    values_by_column = {column: [row[column] for row in rows_top_down][::-1] for column in ("zeroshot", "linear_probe")}
     figure, axes = plt.subplots(figsize=(7.5, 1.4 + 0.42 * len(names)))
     rows = np.arange(len(names), dtype=float)
     rows[-1] += 0.6  # a gap before the overall row
     for offset, column, label, colour in ((0.2, "zeroshot", "zero-shot", MEAN_COLOUR),
                                           (-0.2, "linear_probe", "linear probe", TOP1_COLOUR)):
-        values = [per_class[name][column] for name in names]
+        values = values_by_column[column]
         axes.barh(rows + offset, [0 if value is None else value for value in values], height=0.38, color=colour,
                   label=label)
         for row, value in zip(rows, values):
