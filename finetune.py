@@ -3,6 +3,11 @@
     python finetune.py --checkpoint_path CKPT --dataset_type cifar --dataset cifar10 --data_dir data/cifar
     python finetune.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --freeze_backbone \\
         optimizer.lr=1e-3 train.epochs=5
+    python finetune.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --objective cosine
+
+--objective classification (default) minimises the cross-entropy of the head's logits; cosine trains the image
+tower alone to draw images of one class together and push other classes apart (cosine similarity), and the
+zero-shot head, kept fixed, classifies the test images.
     torchrun --nproc_per_node 4 finetune.py ...      (one process per GPU)
 
 The configuration is trainer/train_config.yaml, then trainer/finetune_config.yaml, then the experiment YAML
@@ -20,9 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dataloader.config import LabelledDataConfig
-from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
+from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
-from dataloader.splits import stratified_split
+from dataloader.splits import plan_splits, stratified_split
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
@@ -32,7 +37,7 @@ from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
 from trainer.distributed import all_gather_object, distributed_session, rank
-from trainer.objectives import ClassificationObjective
+from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.cli import run_command
@@ -50,11 +55,18 @@ class FinetuneConfig(TrainerConfig):
     head: typing.Literal["zeroshot", "linear"] = "zeroshot"
     templates: str | None = None
     freeze_backbone: bool = False
+    objective: typing.Literal["classification", "cosine"] = "classification"
     data: LabelledDataConfig = dataclasses.field(default_factory=LabelledDataConfig)
 
     def __post_init__(self):
         if not self.checkpoint_path:
             raise ValueError("checkpoint_path is required: the CLIP model to fine-tune (--checkpoint_path)")
+        if self.objective == "cosine" and (self.freeze_backbone or self.head != "zeroshot"):
+            raise ValueError("objective cosine trains the image tower and tests with the zero-shot head: it needs "
+                             "head zeroshot and freeze_backbone false")
+
+
+OBJECTIVES = {"classification": ClassificationObjective, "cosine": CosineSimilarityObjective}
 
 
 @dataclasses.dataclass
@@ -78,6 +90,7 @@ def parse_args(argv):
     parser.add_argument("--head", choices=["zeroshot", "linear"], help="how the head starts (default zeroshot)")
     parser.add_argument("--templates", help="templates of the zeroshot head: a set name, a file or one template")
     parser.add_argument("--freeze_backbone", action="store_true", default=None, help="train the head alone")
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), help="classification (default) or cosine")
     parser.add_argument("--resume", help="'auto' (latest checkpoint of the run folder, if any) or a checkpoint path")
     parser.add_argument("--resume_allow_changes", action="store_true", default=None,
                         help="resume although settings that change the run differ from the checkpoint's "
@@ -88,7 +101,8 @@ def parse_args(argv):
 
 def load_config(args) -> FinetuneConfig:
     flags = {"checkpoint_path": args.checkpoint_path, "head": args.head, "templates": args.templates,
-             "freeze_backbone": args.freeze_backbone, "checkpoint.resume_allow_changes": args.resume_allow_changes,
+             "freeze_backbone": args.freeze_backbone, "objective": args.objective,
+             "checkpoint.resume_allow_changes": args.resume_allow_changes,
              **{f"data.{key}": getattr(args, key)
                 for key in ("dataset_type", "data_dir", "test_dir", "dataset", "classnames")}}
     return load_layered(FinetuneConfig, {str(path): read_yaml(path) for path in DEFAULTS}, args.config, flags,
@@ -102,12 +116,12 @@ def read_splits(data: LabelledDataConfig, train_side: int, preprocess, test_side
         return read_eval_set(data.dataset_type, folder, transform, dataset_name=data.dataset, min_side=min_side,
                              class_names_file=data.classnames, split=split)
 
-    has_splits = data.dataset_type in SPLITS
-    train_set = read(data.data_dir, decoded, train_side, "train" if has_splits else None)
-    if data.test_dir or has_splits:
-        test_set = read(data.test_dir or data.data_dir, preprocess, test_side, None if data.test_dir else "test")
+    plan = plan_splits(data.dataset_type, data.data_dir, data.test_dir)
+    train_set = read(data.data_dir, decoded, train_side, plan.train_split)
+    if not plan.held_out:
+        test_set = read(plan.test_dir, preprocess, test_side, plan.test_split)
         if test_set.class_names != train_set.class_names:
-            raise UserError(f"the test images ({data.test_dir}) have classes {test_set.class_names[:5]}..., the "
+            raise UserError(f"the test images ({plan.test_dir}) have classes {test_set.class_names[:5]}..., the "
                             f"training images ({data.data_dir}) {train_set.class_names[:5]}...: they must match")
         return Splits(train_set.name, train_set.class_names, train_set.default_templates, train_set.dataset,
                       test_set.dataset)
@@ -127,7 +141,10 @@ def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device,
         # scaled as in CLIP's logits, so the softmax starts as sharp as the zero-shot model's
         head_weight = clip_model.logit_scale.exp().item() * text_head.T.cpu()
     classifier_config = ClassifierConfig(clip_model.config, class_names, config.freeze_backbone)
-    return ImageClassifier(clip_model.visual, classifier_config, head_weight)
+    classifier = ImageClassifier(clip_model.visual, classifier_config, head_weight)
+    if config.objective == "cosine":
+        classifier.head.requires_grad_(False)  # the objective compares features; the head only tests them
+    return classifier
 
 
 def test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
@@ -180,8 +197,8 @@ def fine_tune(args) -> int:
             # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
             report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
                    "zero_shot_start", precision)
-        exit_code = train(TrainingJob(config, classifier, loader, ClassificationObjective(), as_dict(config)), ctx,
-                          resume=args.resume)
+        job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
+        exit_code = train(job, ctx, resume=args.resume)
         if exit_code == 0 and ctx.is_main:
             tuned = test_accuracy(classifier, splits, config, ctx.device, precision)
             report(tuned, splits, config, "finetune", precision)

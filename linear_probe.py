@@ -15,21 +15,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from dataloader.eval_datasets import READERS, SPLITS, collate_readable, read_eval_set
-from dataloader.splits import stratified_split
-from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
+from dataloader.eval_datasets import READERS, read_eval_set
+from dataloader.splits import plan_splits, stratified_split
+from evaluation.feature_sets import eval_set_features
+from evaluation.features import ImageFeatures
 from evaluation.figures import plot_k_shot_accuracy
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.k_shot import run_k_shot
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
-from evaluation.report import summary_lines, write_reports
+from evaluation.report import nonfinite_warning, summary_lines, write_k_shot_table, write_reports
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
-from utils.atomic_files import write_text_atomically
 from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
@@ -79,22 +78,11 @@ def read_features(args, model, preprocess, device, precision, data_dir, split: s
     """(EvalSet, ImageFeatures) of one folder or CIFAR split, from the cache when this model has seen it."""
     eval_set = read_eval_set(args.dataset_type, data_dir, preprocess, dataset_name=args.dataset,
                              min_side=model.config.image_size, class_names_file=args.classnames, split=split)
-    dataset_key = {"type": args.dataset_type, "root": str(Path(data_dir).resolve()), "dataset": eval_set.name,
-                   "split": split, "images": len(eval_set.dataset)}
-    preprocessing = {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
-                     "std": list(model.config.image_std), "precision": precision}
-    cache_file = feature_cache_file(args.cache_dir, f"{eval_set.name}-{split or Path(data_dir).name}",
-                                    args.checkpoint_path, dataset_key, preprocessing)
-
-    def compute() -> ImageFeatures:
-        loader = DataLoader(eval_set.dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                            collate_fn=collate_readable, pin_memory=device.type == "cuda")
-        return extract_image_features(model, loader, device, precision)
-
-    features, from_cache = cached_image_features(cache_file, compute)
-    print(f"{eval_set.name} {split or data_dir}: {len(features.labels)} images, "
-          + (f"features read from {cache_file}" if from_cache else "features extracted")
-          + (f" (written to {cache_file})" if cache_file and not from_cache else ""))
+    cached = eval_set_features(model, eval_set, checkpoint=args.checkpoint_path, dataset_type=args.dataset_type,
+                               data_dir=data_dir, split=split, device=device, precision=precision,
+                               batch_size=args.batch_size, num_workers=args.num_workers, cache_dir=args.cache_dir)
+    features = cached.features
+    print(f"{eval_set.name} {split or data_dir}: {len(features.labels)} images, {cached.describe()}")
     for path in features.unreadable:
         print(f"warning: skipped unreadable image {path}", file=sys.stderr)
     if not len(features.labels):
@@ -103,13 +91,11 @@ def read_features(args, model, preprocess, device, precision, data_dir, split: s
 
 
 def train_and_test_features(args, model, preprocess, device, precision):
-    has_splits = args.dataset_type in SPLITS
-    eval_set, train = read_features(args, model, preprocess, device, precision, args.data_dir,
-                                    "train" if has_splits else None)
-    if args.test_dir is not None:
-        return eval_set, train, read_features(args, model, preprocess, device, precision, args.test_dir, None)[1]
-    if has_splits:
-        return eval_set, train, read_features(args, model, preprocess, device, precision, args.data_dir, "test")[1]
+    plan = plan_splits(args.dataset_type, args.data_dir, args.test_dir)
+    eval_set, train = read_features(args, model, preprocess, device, precision, args.data_dir, plan.train_split)
+    if not plan.held_out:
+        return eval_set, train, read_features(args, model, preprocess, device, precision, plan.test_dir,
+                                              plan.test_split)[1]
     kept, held_out = stratified_split(train.labels, args.test_fraction, args.split_seed)
     print(f"test split: {len(held_out)} of {len(train.labels)} images (--test_fraction {args.test_fraction}, "
           f"seed {args.split_seed})")
@@ -173,16 +159,15 @@ def evaluate(args: argparse.Namespace) -> None:
                             args.k_shot_seeds, regularisation, eval_set.class_names)
         run_info["k_shot"] = [{"k": r.k, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies}
                               for r in k_shot]
-        lines = [f"{'K':<6}{'mean':<10}{'std':<10}seeds"] + [
-            f"{r.k:<6}{r.mean:<10.2f}{r.std:<10.2f}{', '.join(map(str, r.seeds))}" for r in k_shot]
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(output_dir / f"{name}_k_shot.txt", "\n".join(lines) + "\n")
+        lines = write_k_shot_table(k_shot, output_dir / f"{name}_k_shot.txt")
         plot_path = plot_k_shot_accuracy(k_shot, zero_shot, result.top1, output_dir / f"{name}_k_shot.png",
                                          f"k-shot linear probe, {eval_set.name}: {args.checkpoint_path}")
         print("\n".join(lines))
         print(f"wrote {output_dir / f'{name}_k_shot.txt'}, {plot_path}")
     text_path, json_path = write_reports(result, output_dir, name, run_info)
     print("\n".join(summary_lines(result)))
+    for line in nonfinite_warning(result.num_nonfinite, result.num_images, "test images"):
+        print(line, file=sys.stderr)
     print(f"zero-shot top-1 on the same test images: {zero_shot:.2f} %")
     print(f"wrote {text_path}, {json_path}")
 

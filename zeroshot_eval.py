@@ -5,23 +5,20 @@
   python zeroshot_eval.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/sketch
 """
 import argparse
-import json
 import re
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from dataloader.eval_datasets import READERS, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
-from evaluation.report import summary_lines, write_zero_shot_report
+from evaluation.report import nonfinite_warning, summary_lines, write_template_comparison, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
 from model.inference import prepare_for_inference
-from utils.atomic_files import write_text_atomically
-from utils.cli import add_inference_arguments, run_command
+from utils.cli import add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
 
@@ -32,8 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--dataset", default=None,
-                        help="cifar10 or cifar100 for --dataset_type cifar (default cifar10); otherwise the name of "
-                             "the result files (default: the data folder's name)")
+                        help="cifar10 or cifar100 for --dataset_type cifar (default: the one the folder holds or "
+                             "names); otherwise the name of the result files (default: the data folder's name)")
     parser.add_argument("--classnames", default=None,
                         help="file with one class name per line, in label order (sorted folder order for folders)")
     parser.add_argument("--templates", default=None, nargs="+",
@@ -44,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True,
                         help="channels-last image tensors for a ResNet tower (faster convolutions on CPUs)")
     parser.add_argument("--output_dir", default="zero_shot_eval_output")
-    return parser.parse_args(argv)
+    return parse_with_config(parser, argv)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -93,6 +90,8 @@ def evaluate(args: argparse.Namespace) -> None:
         if len(template_sets) > 1:
             print(f"templates '{template_name}':")
         print("\n".join(summary_lines(result)))
+        for line in nonfinite_warning(result.num_nonfinite, result.num_images, "images"):
+            print(line, file=sys.stderr)
         print(f"wrote {text_path}, {json_path}, {chart_path}")
     if len(template_sets) > 1:
         print("\n".join(write_template_comparison(names, results, args.output_dir, eval_set.name)))
@@ -105,22 +104,8 @@ def file_name_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "templates"
 
 
-def write_template_comparison(names: list[str], results: list, output_dir, dataset_name: str) -> list[str]:
-    """<dataset>_templates.txt/.json: every template set's accuracy on the same images, best top-1 first."""
-    ranked = sorted(zip(names, results), key=lambda pair: -pair[1].top1)
-    lines = [f"Template sets on {dataset_name}, best top-1 first ({results[0].num_images} images)",
-             f"{'Top-1':<10}{'Top-5':<10}{'Mean/class':<12}Templates"]
-    lines += [f"{r.top1:<10.2f}{r.top5:<10.2f}{r.mean_per_class_recall:<12.2f}{name}" for name, r in ranked]
-    output_dir = Path(output_dir)
-    write_text_atomically(output_dir / f"{dataset_name}_templates.txt", "\n".join(lines) + "\n")
-    comparison = [{"templates": name, "top1": r.top1, "top5": r.top5,
-                   "mean_per_class_recall": r.mean_per_class_recall} for name, r in ranked]
-    write_text_atomically(output_dir / f"{dataset_name}_templates.json", json.dumps(comparison, indent=2) + "\n")
-    return lines + [f"wrote {output_dir / f'{dataset_name}_templates.txt'}, {dataset_name}_templates.json"]
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_command(evaluate, parse_args(argv))
+    return run_command(lambda arguments: evaluate(parse_args(arguments)), argv)
 
 
 if __name__ == "__main__":

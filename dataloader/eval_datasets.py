@@ -101,9 +101,26 @@ CIFAR_LAYOUTS = {
 }
 
 
+def cifar_variant(data_dir: Path) -> str:
+    """cifar10 or cifar100, decided by the folder's contents (the batch folder torchvision unpacks), else by its
+    name (data/CIFAR100, cifar-10 ...); a folder that could be either is an error, never a silent CIFAR-10."""
+    present = [key for key, layout in CIFAR_LAYOUTS.items()
+               if data_dir.name == layout.folder or (data_dir / layout.folder).is_dir()]
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        compact = "".join(character for character in data_dir.name.lower() if character.isalnum())
+        named = [key for key in sorted(CIFAR_LAYOUTS, key=len, reverse=True) if key in compact]
+        if named:
+            return named[0]  # the longest match: "cifar100" also contains "cifar10"
+    found = f"holds both {' and '.join(CIFAR_LAYOUTS[key].folder for key in present)}" if present else \
+        f"holds neither {' nor '.join(layout.folder for layout in CIFAR_LAYOUTS.values())} and its name does not say"
+    raise UserError(f"{data_dir} {found}: pass --dataset cifar10 or --dataset cifar100")
+
+
 def read_cifar(data_dir: Path, dataset_name: str | None, transform: Transform, min_side: int | None,
                split: str = "test") -> EvalSet:
-    key = (dataset_name or "cifar10").lower()
+    key = (dataset_name or cifar_variant(data_dir)).lower()
     if key not in CIFAR_LAYOUTS:
         raise UserError(f"--dataset {dataset_name!r} is not a CIFAR set: expected one of {', '.join(CIFAR_LAYOUTS)}")
     layout = CIFAR_LAYOUTS[key]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from evaluation.metrics import true_class_rank
+
 COARSE_GRID = [10.0 ** exponent for exponent in range(-6, 7)]
 REFINE_STEPS_PER_DECADE = 8
 
@@ -70,7 +72,8 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
 
 
 def accuracy(probe: LinearProbe, features: torch.Tensor, labels: torch.Tensor) -> float:
-    return (probe.logits(features).argmax(dim=1) == labels.to(probe.weight.device)).double().mean().item()
+    """Top-1 as evaluation.metrics counts it: argmax would call an all-NaN row a hit for class 0."""
+    return (true_class_rank(probe.logits(features), labels.to(probe.weight.device)) < 1).double().mean().item()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 image -> text: an image is a hit at K when one of its own captions ranks in the top K of all captions.
 text -> image: a caption is a hit at K when its image ranks in the top K of all images.
 Ties count against the query (as in evaluation.metrics): a correct item's rank is the number of wrong items that
-score at least as high, so constant scores give recall 0, not a lucky hit from the order of the files.
+score at least as high, so constant scores give recall 0, not a lucky hit from the order of the files. Likewise a
+NaN score of a wrong item counts as at least as high, and a query whose own score is not finite is ranked last:
+NaN features give recall 0, never 100%.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader
 from dataloader.coco import CaptionedImages
 from dataloader.eval_datasets import ImageFiles, collate_readable
 from evaluation.features import ImageFeatures, extract_image_features, extract_text_features
+from evaluation.metrics import NOT_RANKED, nonfinite_rows
 from evaluation.shard import Shard
 
 DEFAULT_KS = (1, 5, 10)
@@ -35,8 +38,9 @@ def retrieval_ranks(similarity_rows: SimilarityRows, caption_image: torch.Tensor
         in_chunk = (caption_image >= start) & (caption_image < start + len(rows))
         captions = torch.nonzero(in_chunk).flatten()
         own_score[captions] = rows[caption_image[captions] - start, captions]
+    usable_own = torch.where(torch.isfinite(own_score), own_score, float("-inf"))
     best_own = torch.full((num_images,), float("-inf"), dtype=torch.float64)
-    best_own.scatter_reduce_(0, caption_image, own_score, reduce="amax")
+    best_own.scatter_reduce_(0, caption_image, usable_own, reduce="amax")
 
     image_ranks = torch.empty(num_images, dtype=torch.long)
     caption_ranks = torch.zeros(num_captions, dtype=torch.long)
@@ -44,8 +48,11 @@ def retrieval_ranks(similarity_rows: SimilarityRows, caption_image: torch.Tensor
         rows = similarity_rows(start, min(start + chunk_size, num_images)).double().cpu()
         images = torch.arange(start, start + len(rows))
         wrong = caption_image[None, :] != images[:, None]
-        image_ranks[images] = ((rows >= best_own[images, None]) & wrong).sum(dim=1)
-        caption_ranks += ((rows >= own_score[None, :]) & wrong).sum(dim=0)
+        # `not below` rather than `>=`: a NaN compares False both ways and must count against the query
+        image_ranks[images] = (~(rows < best_own[images, None]) & wrong).sum(dim=1)
+        caption_ranks += (~(rows < own_score[None, :]) & wrong).sum(dim=0)
+    image_ranks[~torch.isfinite(best_own)] = NOT_RANKED
+    caption_ranks[~torch.isfinite(own_score)] = NOT_RANKED
     return image_ranks, caption_ranks
 
 
@@ -56,14 +63,31 @@ def recall_at_k(image_ranks: torch.Tensor, caption_ranks: torch.Tensor, ks=DEFAU
     return recalls
 
 
+def rank_statistics(image_ranks: torch.Tensor, caption_ranks: torch.Tensor) -> dict[str, float]:
+    """Mean and median rank of the correct item, counted from 1 (1 = retrieved first), in each direction; an
+    item that was NOT_RANKED counts as placed after every candidate."""
+    statistics = {}
+    for direction, ranks, candidates in (("image_to_text", image_ranks, len(caption_ranks)),
+                                         ("text_to_image", caption_ranks, len(image_ranks))):
+        positions = ranks.clamp(max=candidates).double() + 1
+        statistics[f"{direction}_mean_rank"] = positions.mean().item()
+        statistics[f"{direction}_median_rank"] = positions.quantile(0.5).item()
+    return statistics
+
+
+def feature_retrieval_ranks(image_features: torch.Tensor, text_features: torch.Tensor,
+                            caption_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """retrieval_ranks with cosine similarity between (not necessarily normalised) image and text features."""
+    image_features = F.normalize(image_features.float(), dim=-1)
+    text_features = F.normalize(text_features.float(), dim=-1)
+    return retrieval_ranks(lambda start, stop: image_features[start:stop] @ text_features.T, caption_image.cpu(),
+                           len(image_features))
+
+
 def feature_retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor, caption_image: torch.Tensor,
                              ks=DEFAULT_KS) -> dict[str, float]:
     """Recall@K with cosine similarity between (not necessarily normalised) image and text features."""
-    image_features = F.normalize(image_features.float(), dim=-1)
-    text_features = F.normalize(text_features.float(), dim=-1)
-    ranks = retrieval_ranks(lambda start, stop: image_features[start:stop] @ text_features.T,
-                            caption_image.cpu(), len(image_features))
-    return recall_at_k(*ranks, ks)
+    return recall_at_k(*feature_retrieval_ranks(image_features, text_features, caption_image), ks)
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,9 @@ class RetrievalResult:
     recalls: dict[str, float]  # "image_to_text_R@1" ... "text_to_image_R@10", in percent
     num_images: int  # the readable images, each scored with all of its captions
     num_captions: int
+    ranks: dict[str, float] = field(default_factory=dict)  # rank_statistics: mean and median rank, from 1
+    num_nonfinite_images: int = 0  # images / captions whose features hold NaN or infinity: each ranked last
+    num_nonfinite_captions: int = 0
 
 
 def caption_image_features(model, captioned: CaptionedImages, preprocess, device, precision: str = "fp32", *,
@@ -105,5 +132,7 @@ def captioned_retrieval(image_features: ImageFeatures, captions: list[list[str]]
     for position, image_index in enumerate(kept_images):
         texts += captions[image_index]
         caption_image += [position] * len(captions[image_index])
-    recalls = feature_retrieval_recall(image_features.features, encode_texts(texts), torch.tensor(caption_image), ks)
-    return RetrievalResult(recalls, len(kept_images), len(texts))
+    caption_features = encode_texts(texts)
+    ranks = feature_retrieval_ranks(image_features.features, caption_features, torch.tensor(caption_image))
+    return RetrievalResult(recall_at_k(*ranks, ks), len(kept_images), len(texts), rank_statistics(*ranks),
+                           nonfinite_rows(image_features.features), nonfinite_rows(caption_features))

@@ -97,3 +97,11 @@ def class_probabilities(model, images: torch.Tensor, head: torch.Tensor, device:
     """Softmax over classes of the scaled cosine similarities, as the model was trained: [N, num_classes]."""
     logit_scale = model.logit_scale.exp().float().to(device)
     return (logit_scale * image_logits(model, images, head, device, precision)).softmax(dim=-1).cpu()
+
+
+def image_list_probabilities(model, images: list, preprocess, head: torch.Tensor, device: torch.device | str,
+                             precision: str = "fp32", batch_size: int = 32) -> torch.Tensor:
+    """class_probabilities of a list of PIL images, preprocessed and scored `batch_size` at a time."""
+    parts = [class_probabilities(model, torch.stack([preprocess(image) for image in images[start:start + batch_size]]),
+                                 head, device, precision) for start in range(0, len(images), batch_size)]
+    return torch.cat(parts)

@@ -1,8 +1,6 @@
 """CLIP models: build one from a config, or load one from any checkpoint we know, ready to use."""
 from pathlib import Path
 
-import torch
-
 from model.clip import CLIP
 from model.config import ModelConfig, model_config_by_name, named_configs
 from utils.config import as_dict, build

@@ -37,7 +37,9 @@ class ImageClassifier(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.visual(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, features: bool = False) -> torch.Tensor:
+        """The logits; with `features`, the normalised image features instead (what a cosine-similarity objective
+        compares: it must get them through forward for DDP to synchronise their gradients)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
-            features = self.visual(images)
-        return self.head(F.normalize(features, dim=-1))
+            embedded = F.normalize(self.visual(images), dim=-1)
+        return embedded if features else self.head(embedded)

@@ -1,5 +1,4 @@
 """A checkpoint is data: loading one never runs code, and a bad file is one clear error."""
-import io
 import os
 import pickle
 import zipfile

@@ -6,7 +6,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.transforms import ToTensor
 
 from dataloader.class_names import imagenet_class_names
-from dataloader.eval_datasets import UnreadableImage, collate_readable, read_eval_set
+from dataloader.eval_datasets import UnreadableImage, cifar_variant, collate_readable, read_eval_set
 from utils.errors import UserError
 from zeroshot_fixtures import colour, write_cifar, write_image
 
@@ -163,3 +163,28 @@ def test_corrupt_image_is_set_aside_by_the_collate(tmp_path):
     assert batch.images.shape == (1, 3, 20, 24) and batch.labels.tolist() == [0]
     assert len(batch.unreadable) == 1 and isinstance(batch.unreadable[0], UnreadableImage)
     assert batch.unreadable[0].path.endswith("bad.jpg")
+
+
+def test_the_reference_cifar100_command_reads_cifar100_without_dataset(tmp_path):
+    """`zeroshot_eval.py --dataset_type cifar --data_dir data/CIFAR100`: the folder holds cifar-100-python."""
+    names = [f"class_{i}" for i in range(100)]
+    labels = [7, 99]
+    write_cifar(tmp_path / "CIFAR100", "cifar100", cifar_images(labels), labels, names)
+    eval_set = read_eval_set("cifar", tmp_path / "CIFAR100", ToTensor())
+    assert eval_set.name == "CIFAR100" and len(eval_set.class_names) == 100
+    check_cifar_samples(eval_set, labels)
+
+
+def test_cifar_variant_from_contents_or_name_and_ambiguity_is_an_error(tmp_path):
+    labels = [1, 2]
+    write_cifar(tmp_path / "data" / "cifar", "cifar10", cifar_images(labels), labels, [f"c{i}" for i in range(10)])
+    assert cifar_variant(tmp_path / "data" / "cifar") == "cifar10"
+    assert cifar_variant(tmp_path / "data" / "cifar" / "cifar-10-batches-py") == "cifar10"
+    assert cifar_variant(tmp_path / "downloads" / "CIFAR-100") == "cifar100"
+    assert cifar_variant(tmp_path / "downloads" / "cifar10") == "cifar10"
+    with pytest.raises(UserError, match=r"data/plain holds neither .* pass --dataset cifar10 or --dataset cifar100"):
+        cifar_variant(tmp_path / "data" / "plain")
+    write_cifar(tmp_path / "data" / "cifar", "cifar100", cifar_images(labels), labels, [f"c{i}" for i in range(100)])
+    with pytest.raises(UserError, match="holds both cifar-10-batches-py and cifar-100-python"):
+        read_eval_set("cifar", tmp_path / "data" / "cifar", ToTensor())
+    assert read_eval_set("cifar", tmp_path / "data" / "cifar", ToTensor(), dataset_name="cifar100").name == "CIFAR100"

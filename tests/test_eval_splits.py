@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dataloader.eval_datasets import read_eval_set
+from dataloader.splits import SplitPlan, plan_splits
 from utils.errors import UserError
 from zeroshot_fixtures import plain_transform, write_cifar
 
@@ -28,3 +29,12 @@ def test_a_folder_set_has_no_splits(tmp_path):
         read_eval_set("folder", tmp_path, plain_transform(), split="train")
     with pytest.raises(UserError, match="has no split 'val': expected one of train, test"):
         read_eval_set("cifar", tmp_path, plain_transform(), split="val")
+
+
+def test_test_images_come_from_the_test_folder_else_the_sets_test_split_else_a_held_out_share(tmp_path):
+    assert plan_splits("folder", tmp_path / "train", tmp_path / "val") == SplitPlan(None, tmp_path / "val", None,
+                                                                                     False)
+    assert plan_splits("cifar", tmp_path / "cifar", None) == SplitPlan("train", tmp_path / "cifar", "test", False)
+    assert plan_splits("cifar", tmp_path / "cifar", tmp_path / "mine") == SplitPlan("train", tmp_path / "mine",
+                                                                                    None, False)
+    assert plan_splits("folder", tmp_path / "photo", None) == SplitPlan(None, tmp_path / "photo", None, True)

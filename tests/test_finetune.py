@@ -19,6 +19,7 @@ from evaluation.metrics import summarise
 from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
+from trainer.objectives import same_class_cosine_loss
 from training_runs import REPO, assert_bit_identical, final_weights, run, start, wait_for
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
 from utils.seeding import seed_everything
@@ -154,3 +155,32 @@ def test_cifar_trains_on_its_train_batches_and_tests_on_its_test_batch(clip_chec
     report = json.loads((tmp_path / "run" / "CIFAR10_finetune.json").read_text())
     assert report["num_images"] == 20 and report["num_train_images"] == 40
     assert [score["name"] for score in report["per_class"]] == names
+
+
+def test_cosine_objective_draws_each_class_together_and_leaves_the_head(clip_checkpoint, class_folders, tmp_path):
+    result = run(finetune_command(clip_checkpoint, class_folders, tmp_path, "--objective", "cosine"))
+    assert result.returncode == 0, result.stderr
+    tuned, start_weights = final_weights(tmp_path), load_checkpoint(list_checkpoints(tmp_path)[0])["model"]
+    assert torch.equal(tuned["head.weight"], start_weights["head.weight"])  # the zero-shot head tests, untrained
+    assert json.loads((tmp_path / "eval_finetune.json").read_text())["num_images"] == 12
+
+    clip_model, preprocess = load_model(clip_checkpoint)
+    images = read_eval_set("folder", class_folders, preprocess)
+    pixels = torch.stack([images.dataset[index][0] for index in range(len(images.dataset))])
+    labels = torch.tensor(images.dataset.labels)
+    with torch.no_grad():
+        before = same_class_cosine_loss(clip_model.encode_image(pixels), labels, margin=0.0)
+        clip_model.visual.load_state_dict({name[len("visual."):]: value for name, value in tuned.items()
+                                           if name.startswith("visual.")})
+        after = same_class_cosine_loss(clip_model.encode_image(pixels), labels, margin=0.0)
+    assert after < before  # over all the images: each class tighter, or the classes further apart
+
+
+def test_same_class_cosine_loss_by_hand():
+    aligned = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    assert same_class_cosine_loss(aligned, torch.tensor([0, 0, 1]), margin=0.0) == 0.0  # together, orthogonal
+    # one same-class pair at 90 degrees: 1 - 0; no cross-class pair
+    assert same_class_cosine_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]), 0.0) == 1.0
+    # two classes at 60 degrees: pairs (0, 1) and (1, 0) each cos 0.5, over the margin 0.2 by 0.3
+    sixty = torch.tensor([[1.0, 0.0], [0.5, 3 ** 0.5 / 2]])
+    assert same_class_cosine_loss(sixty, torch.tensor([0, 1]), 0.2).item() == pytest.approx(0.3)

@@ -96,3 +96,9 @@ def test_stratified_split_is_seeded_disjoint_and_per_class():
     assert torch.bincount(labels[held_out]).tolist() == [2, 1, 1]
     other_seed = stratified_split(labels, 0.25, seed=8)[1]
     assert not torch.equal(held_out, other_seed)
+
+
+def test_validation_accuracy_of_nan_features_is_zero_not_a_lucky_class_0():
+    features, labels = torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])
+    probe = fit_linear_probe(features, labels, 3, regularisation=1.0)
+    assert accuracy(probe, torch.full((6, 4), float("nan")), torch.zeros(6, dtype=torch.long)) == 0.0

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from evaluation.retrieval import feature_retrieval_recall, recall_at_k, retrieval_ranks
+from evaluation.retrieval import feature_retrieval_recall, rank_statistics, recall_at_k, retrieval_ranks
 
 # Three images. Image 0 has five captions (0-4) of which only caption 2 matches it well; image 1 has caption 5,
 # image 2 has caption 6. Rows: images; columns: captions.
@@ -61,3 +61,33 @@ def test_features_are_compared_by_cosine_whatever_their_length():
     texts = torch.tensor([[10.0, 1.0], [0.1, 0.0], [0.0, 3.0]])  # long but off vs short and exact: cosine decides
     recalls = feature_retrieval_recall(images, texts, torch.tensor([0, 0, 1]), ks=(1,))
     assert recalls == {"image_to_text_R@1": 100.0, "text_to_image_R@1": 100.0}
+
+
+def test_nan_features_retrieve_nothing():
+    images, texts = torch.full((3, 4), float("nan")), torch.randn(6, 4)
+    caption_image = torch.tensor([0, 0, 1, 1, 2, 2])
+    recalls = feature_retrieval_recall(images, texts, caption_image, ks=(1, 5, 10))
+    assert all(value == 0.0 for value in recalls.values()), recalls
+
+
+def test_a_nan_rival_counts_against_the_query():
+    similarity = torch.tensor([[0.9, float("nan")], [0.1, 0.8]])
+    image_ranks, caption_ranks = retrieval_ranks(lambda a, b: similarity[a:b], torch.tensor([0, 1]), 2)
+    assert image_ranks.tolist() == [1, 0] and caption_ranks.tolist() == [0, 1]  # image 0 vs caption 1 is NaN
+
+
+def test_a_nan_own_score_is_never_a_hit_and_ranks_last():
+    similarity = torch.tensor([[float("nan"), 0.2], [0.1, 0.8]])
+    image_ranks, caption_ranks = retrieval_ranks(lambda a, b: similarity[a:b], torch.tensor([0, 1]), 2)
+    recalls = recall_at_k(image_ranks, caption_ranks, ks=(1, 10))
+    assert recalls["image_to_text_R@10"] == 50.0 and recalls["text_to_image_R@10"] == 50.0
+    assert rank_statistics(image_ranks, caption_ranks)["image_to_text_mean_rank"] == (3 + 1) / 2
+
+
+def test_mean_and_median_rank_count_from_one():
+    image_ranks, caption_ranks = retrieval_ranks(matrix_rows, CAPTION_IMAGE, 3)
+    statistics = rank_statistics(image_ranks, caption_ranks)
+    assert statistics["image_to_text_mean_rank"] == pytest.approx((1 + 3 + 2) / 3)
+    assert statistics["image_to_text_median_rank"] == 2.0
+    assert statistics["text_to_image_mean_rank"] == pytest.approx((3 + 2 + 1 + 3 + 3 + 2 + 2) / 7)
+    assert statistics["text_to_image_median_rank"] == 2.0

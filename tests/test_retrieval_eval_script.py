@@ -112,3 +112,62 @@ def test_bad_captions_file_is_one_error_line(tmp_path, monkeypatch, capsys, cont
     assert run(tmp_path, monkeypatch, annotation_file, StubModel()) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"error: {annotation_file}") and message in error[0]
+
+
+def write_karpathy(tmp_path):
+    """CAPTIONS as a Karpathy split file (dataset_coco.json's layout): the test images under val2014/, and one
+    training image that the test split must leave out."""
+    images = [{"filepath": "val2014", "filename": f"COCO_val2014_{i:012d}.jpg", "imgid": i, "split": "test",
+               "sentences": [{"raw": text, "tokens": text.split()} for text, _ in captions], "cocoid": 100 + i}
+              for i, captions in CAPTIONS.items()]
+    images.insert(1, {"filepath": "train2014", "filename": "COCO_train2014_1.jpg", "imgid": 9, "split": "train",
+                      "sentences": [{"raw": "red match", "tokens": ["red", "match"]}], "cocoid": 1})
+    for i in CAPTIONS:
+        write_image(tmp_path / "val" / "val2014" / f"COCO_val2014_{i:012d}.jpg", colour(i))
+    write_image(tmp_path / "val" / "train2014" / "COCO_train2014_1.jpg", colour(0))
+    path = tmp_path / "dataset_coco.json"
+    path.write_text(json.dumps({"images": images, "dataset": "coco"}))
+    return path
+
+
+def test_karpathy_split_file_gives_the_same_counts_as_coco_captions_and_any_recall_k(tmp_path, monkeypatch):
+    model = StubModel()
+    annotation_file = write_karpathy(tmp_path)
+    monkeypatch.setattr(retrieval_eval, "load_model", lambda path, device: (model, plain_transform()))
+    assert retrieval_eval.main(["--checkpoint_path", "tiny", "--annotation_file", str(annotation_file),
+                                "--image_dir", str(tmp_path / "val"), "--precision", "fp32", "--num_workers", "0",
+                                "--recall_k", "2", "1", "--output_dir", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "dataset_coco_retrieval.json").read_text())
+    assert report["num_images"] == 3 and report["num_captions"] == 7 and report["split"] == "test"
+    # the hand count above: image -> text ranks 0, 6, 1; text -> image ranks 2, 2, 0, 2, 2, 2, 0
+    assert report["image_to_text_R@1"] == pytest.approx(100 / 3)
+    assert report["image_to_text_R@2"] == pytest.approx(200 / 3)
+    assert "image_to_text_R@5" not in report
+    assert report["image_to_text_mean_rank"] == pytest.approx((1 + 7 + 2) / 3)
+    assert report["image_to_text_median_rank"] == 2.0
+    assert report["text_to_image_median_rank"] == 3.0
+    text = (tmp_path / "out" / "dataset_coco_retrieval.txt").read_text()
+    assert "image -> text R@2 = 66.67 %" in text and "text -> image mean rank = 2.4" in text
+
+
+def test_nan_features_give_zero_recall_and_a_warning(tmp_path, monkeypatch, capsys):
+    class NanImages(StubModel):
+        def encode_image(self, images):
+            return super().encode_image(images) * float("nan")
+
+    annotation_file = write_coco(tmp_path)
+    assert run(tmp_path, monkeypatch, annotation_file, NanImages()) == 0
+    report = json.loads((tmp_path / "out" / "captions_val_retrieval.json").read_text())
+    assert all(report[f"{direction}_R@{k}"] == 0.0 for direction in ("image_to_text", "text_to_image")
+               for k in (1, 5, 10))
+    assert report["num_nonfinite_images"] == 3
+    assert "WARNING: 3 of 3 images had non-finite" in capsys.readouterr().err
+
+
+def test_a_karpathy_file_without_the_split_is_one_error_line(tmp_path, monkeypatch, capsys):
+    annotation_file = write_karpathy(tmp_path)
+    monkeypatch.setattr(retrieval_eval, "load_model", lambda path, device: (StubModel(), plain_transform()))
+    assert retrieval_eval.main(["--checkpoint_path", "tiny", "--annotation_file", str(annotation_file),
+                                "--image_dir", str(tmp_path / "val"), "--split", "restval"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: {annotation_file} has no images in split 'restval'"]

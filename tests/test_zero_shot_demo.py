@@ -8,8 +8,11 @@ import torch
 from PIL import Image
 
 import zero_shot_demo
+from dataloader.splits import spread_over_classes
+from evaluation.template_sets import load_templates
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
+from zeroshot_fixtures import ColourClassModel, colour, plain_transform, write_image
 
 TEST_IMAGES = Path(__file__).parents[1] / "test_images"
 PHOTOS = sorted(TEST_IMAGES.glob("*.jpg"))
@@ -74,3 +77,30 @@ def test_bad_input_is_one_error_line(argv, message, capsys):
     assert zero_shot_demo.main(["--checkpoint_path", "tiny"] + argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_labelled_set_grid_is_captioned_predicted_true(tmp_path, monkeypatch, capsys):
+    names = ["cat", "dog", "car"]
+    for label, name in enumerate(names):
+        for copy in range(3):
+            write_image(tmp_path / "pets" / name / f"{copy}.png", colour(label), size=(40, 40))
+    write_image(tmp_path / "pets" / "dog" / "3.png", colour(2), size=(40, 40))  # looks like a car
+    model = ColourClassModel(names, load_templates("cifar")[1])
+    monkeypatch.setattr(zero_shot_demo, "load_model", lambda path, device: (model, plain_transform()))
+    out = tmp_path / "demo"
+    assert zero_shot_demo.main(["--checkpoint_path", "stub.pt", "--labelled_dir", str(tmp_path / "pets"),
+                                "--examples", "12", "--output_dir", str(out), "--precision", "fp32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.endswith(": car (car)") for line in lines) == 3
+    assert any(line.endswith("3.png: car (dog)") for line in lines)
+    assert lines[-1].startswith("9 of 10 right")
+    with Image.open(out / "pets_predicted_true.png") as figure:
+        assert figure.width > 600 and figure.height > 500
+
+
+def test_examples_take_the_classes_in_turn():
+    labels = torch.tensor([0] * 10 + [1] * 2 + [2] * 5)
+    chosen = spread_over_classes(labels, 7, seed=0)
+    assert torch.bincount(labels[chosen], minlength=3).tolist() == [3, 2, 2]
+    assert torch.equal(chosen, spread_over_classes(labels, 7, seed=0))
+    assert len(spread_over_classes(labels, 100, seed=1)) == 17

@@ -52,7 +52,17 @@ def cifar10_layout(root):
     return root, "cifar", "cifar10", names, len(labels)
 
 
-@pytest.mark.parametrize("layout", [folder_layout, imagenet_subset_layout, imagenet_v2_layout, cifar10_layout])
+def cifar100_reference_command_layout(root):
+    """The reference command `--dataset_type cifar --data_dir data/CIFAR100`, no --dataset: CIFAR-100 it is."""
+    names = [f"class_{index}" for index in range(100)]
+    labels = [99, 0, 42, 57, 10]
+    images = np.stack([np.full((32, 32, 3), colour(label), dtype=np.uint8) for label in labels])
+    write_cifar(root / "CIFAR100", "cifar100", images, labels, names)
+    return root / "CIFAR100", "cifar", None, [name.replace("_", " ") for name in names], len(labels)
+
+
+@pytest.mark.parametrize("layout", [folder_layout, imagenet_subset_layout, imagenet_v2_layout, cifar10_layout,
+                                    cifar100_reference_command_layout])
 def test_each_image_is_scored_against_its_own_class_name(tmp_path, monkeypatch, layout):
     data_dir, dataset_type, dataset, class_names, num_images = layout(tmp_path / "data")
     default_templates = "cifar" if dataset_type == "cifar" else "imagenet"
@@ -180,3 +190,21 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     err = run_expecting_error(["--checkpoint_path", str(tmp_path / "broken.pt"), "--dataset_type", "folder",
                                "--data_dir", str(tmp_path / "two")], capsys)
     assert "broken.pt" in err
+
+
+class NanImageModel(ColourClassModel):
+    def encode_image(self, images):
+        return torch.full((len(images), len(self.palette)), float("nan"))
+
+
+def test_nan_features_score_zero_and_say_so(tmp_path, monkeypatch, capsys):
+    data_dir, _, _, class_names, num_images = folder_layout(tmp_path / "data")
+    model = NanImageModel(class_names, load_templates("imagenet")[1])
+    monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
+    assert zeroshot_eval.main(["--checkpoint_path", "stub.pt", "--dataset_type", "folder", "--data_dir",
+                               str(data_dir), "--num_workers", "0", "--precision", "fp32",
+                               "--output_dir", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "officehome.json").read_text())
+    assert report["top1"] == 0.0 and report["top5"] == 0.0 and report["num_nonfinite"] == num_images
+    assert f"WARNING: {num_images} of {num_images} images had non-finite" in capsys.readouterr().err
+    assert "non-finite" in (tmp_path / "out" / "officehome.txt").read_text()

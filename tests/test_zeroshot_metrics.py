@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dataloader.eval_datasets import Batch, UnreadableImage
-from evaluation.metrics import ClassTally, summarise, true_class_rank
+from evaluation.metrics import NOT_RANKED, ClassTally, summarise, true_class_rank
 from evaluation.zeroshot import classify, zero_shot_head
 from utils.tokenizer import tokenize
 from zeroshot_fixtures import without_padding
@@ -110,3 +110,22 @@ def test_head_is_normalised_mean_of_normalised_template_embeddings(batch_size):
     assert head.shape == (3, 2)
     assert torch.allclose(head, expected, atol=1e-6)
     assert max(model.batch_sizes) == min(batch_size, 4) and sum(model.batch_sizes) == 4
+
+
+def test_nan_scores_are_misses_at_every_k():
+    all_nan = torch.full((4, 3), float("nan"))
+    tally = ClassTally(3)
+    tally.add(all_nan, torch.tensor([0, 1, 2, 0]))
+    result = summarise(tally, ["a", "b", "c"])
+    assert result.top1 == 0.0 and result.top5 == 0.0  # three classes: top-5 would hold every finite rank
+    assert result.num_nonfinite == 4
+
+
+def test_a_nan_rival_counts_against_the_true_class_and_infinity_is_no_win():
+    logits = torch.tensor([[5.0, float("nan"), 0.0],   # the true class is best among the finite scores
+                           [float("inf"), 1.0, 0.0],   # an infinite true score is not a score
+                           [2.0, 1.0, 0.0]])           # a clean row stays a hit
+    assert true_class_rank(logits, torch.tensor([0, 0, 0])).tolist() == [1, NOT_RANKED, 0]
+    tally = ClassTally(3)
+    tally.add(logits, torch.tensor([0, 0, 0]))
+    assert summarise(tally, ["a", "b", "c"]).num_nonfinite == 2

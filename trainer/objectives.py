@@ -64,3 +64,33 @@ class ClassificationObjective:
 
     def logged_values(self, model) -> dict:
         return {}
+
+
+def same_class_cosine_loss(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Over every pair of images in the batch: 1 - cos for pairs of one class (pulled together) plus
+    max(0, cos - margin) for pairs of two classes (pushed apart), each averaged over its own pairs, so that the many
+    cross-class pairs of a batch do not drown the few same-class ones. A batch without such a pair adds 0 there."""
+    normalised = F.normalize(features.float(), dim=-1)
+    cosine = normalised @ normalised.T
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    together, apart = same & off_diagonal, ~same
+    pull = (1 - cosine[together]).sum() / together.sum().clamp(min=1)
+    push = (cosine[apart] - margin).clamp(min=0).sum() / apart.sum().clamp(min=1)
+    return pull + push
+
+
+class CosineSimilarityObjective(ClassificationObjective):
+    """Fine-tuning the image tower by cosine similarity on {"images", "labels"} batches (the reference's "CS"
+    fine-tuning): images of one class are drawn together, images of different classes apart (same_class_cosine_loss).
+    The model's head takes no part; it still classifies the test images afterwards."""
+    loss_name = "cosine-similarity loss"
+
+    def __init__(self, margin: float = 0.0):
+        self.margin = margin  # different classes are pushed to a cosine of at most this
+
+    def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
+        images = batch["images"].to(device, non_blocking=True)
+        with autocast(device, precision):
+            features = model(images, features=True)  # through forward, so that DDP synchronises the gradients
+        return same_class_cosine_loss(features, batch["labels"].to(device, non_blocking=True), self.margin)

@@ -48,8 +48,21 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -
             raise UserError(f"{config_path}: unknown key '{key}'{hint}")
         values[key] = _as_given_on_command_line(options[key], values[key], f"{config_path}: '{key}'")
         options[key].required = False  # given by the file
-    parser.set_defaults(**values)
-    return parser.parse_args(argv)
+    for group in parser._mutually_exclusive_groups:
+        given = [action for action in group._group_actions if action.dest in values]
+        if len(given) > 1:
+            raise UserError(f"{config_path}: {' and '.join(a.dest for a in given)} exclude each other: keep one")
+        if given:
+            group.required = False  # one of them is given by the file
+    # An option that accumulates (action="extend") would add the command line's values to the file's: the
+    # command line must replace them, so the file's list is filled in only when the option was not given.
+    accumulating = {key for key in values if isinstance(options[key], (argparse._ExtendAction, argparse._AppendAction))}
+    parser.set_defaults(**{key: value for key, value in values.items() if key not in accumulating})
+    args = parser.parse_args(argv)
+    for key in accumulating:
+        if getattr(args, key) is None:
+            setattr(args, key, values[key])
+    return args
 
 
 def _as_given_on_command_line(action: argparse.Action, value, where: str):

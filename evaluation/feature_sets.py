@@ -1,0 +1,43 @@
+"""Image features of a whole evaluation set (any reader's), through the feature cache: what linear_probe.py,
+eval_suite.py and extract_features.py read their images with."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dataloader.eval_datasets import EvalSet, collate_readable
+from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    features: ImageFeatures
+    cache_file: Path | None  # None: not cacheable (a model given by config name has random weights)
+    from_cache: bool
+
+    def describe(self) -> str:
+        if self.from_cache:
+            return f"features read from {self.cache_file}"
+        return "features extracted" + (f" (written to {self.cache_file})" if self.cache_file else "")
+
+
+def eval_set_features(model, eval_set: EvalSet, *, checkpoint: str, dataset_type: str, data_dir: str | Path,
+                      split: str | None, device: torch.device, precision: str, batch_size: int, num_workers: int,
+                      cache_dir: str | Path, progress: bool = True) -> CachedFeatures:
+    """The features of every readable image of `eval_set` (read from `data_dir`, `split`), from the cache when
+    these weights have seen these images with this preprocessing and precision."""
+    dataset_key = {"type": dataset_type, "root": str(Path(data_dir).resolve()), "dataset": eval_set.name,
+                   "split": split, "images": len(eval_set.dataset)}
+    preprocessing = {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
+                     "std": list(model.config.image_std), "precision": precision}
+    cache_file = feature_cache_file(cache_dir, f"{eval_set.name}-{split or Path(data_dir).name}", checkpoint,
+                                    dataset_key, preprocessing)
+
+    def compute() -> ImageFeatures:
+        loader = DataLoader(eval_set.dataset, batch_size=batch_size, num_workers=num_workers,
+                            collate_fn=collate_readable, pin_memory=device.type == "cuda")
+        return extract_image_features(model, loader, device, precision, progress)
+
+    features, from_cache = cached_image_features(cache_file, compute)
+    return CachedFeatures(features, cache_file, from_cache)

@@ -1,0 +1,270 @@
+"""The reference tables' product: checkpoints x datasets (each a row of domains) x tasks, one cell at a time.
+
+A data root whose sub-folders each hold class folders (PACS/art_painting/dog/...) is read as one domain per
+sub-folder; any other root is one domain. Every cell's result is kept in the cache folder under a name that
+hashes everything that decides it (the checkpoint file, the images, the task's settings), so a rerun computes
+only the cells it has not seen, and loads no model whose cells are all known. A cell that fails (a missing
+folder, no readable image, a checkpoint that does not load) carries its one-line error; the others still run.
+"""
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dataloader.eval_datasets import read_eval_set
+from dataloader.splits import plan_splits, stratified_split
+from evaluation.feature_sets import eval_set_features
+from evaluation.features import ImageFeatures, checkpoint_identity
+from evaluation.inference_precision import choose_inference_precision
+from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
+from evaluation.metrics import ClassificationResult, ClassTally, summarise
+from evaluation.template_sets import load_templates
+from evaluation.zeroshot import zero_shot_head
+from model import load_model
+from utils.atomic_files import write_text_atomically
+from utils.errors import UserError
+
+TASKS = ("zeroshot", "linear_probe")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    label: str  # the table's row name
+    path: str  # anything load_model reads
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    dataset: str  # the table's name (the root folder's name)
+    dataset_type: str  # a dataloader.eval_datasets reader
+    domains: tuple[tuple[str, Path], ...]  # (column name, folder), in column order
+
+
+@dataclass(frozen=True)
+class Cell:
+    checkpoint: Checkpoint
+    dataset: str
+    dataset_type: str
+    domain: str
+    data_dir: Path
+    task: str
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    device: torch.device
+    precision: str  # auto | fp32 | bf16 | fp16
+    batch_size: int
+    num_workers: int
+    cache_dir: Path
+    templates: str | None = None  # default: each dataset's own set
+    test_fraction: float = 0.2  # the linear probe's held-out share of a folder without a test split
+    split_seed: int = 0
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    metrics: dict[str, float] = field(default_factory=dict)  # top1, top5, mean_per_class_recall (%) ...
+    n_images: int = 0  # the images the metrics count
+    num_unreadable: int = 0
+    num_nonfinite: int = 0
+    # per class and over all images: top-1 % by column ("zeroshot", and for the linear probe's cell "linear_probe":
+    # the probe beside zero-shot on the same test images); per_class rows also carry the "class" name
+    per_class: list[dict] = field(default_factory=list)
+    overall: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    from_cache: bool = False
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    """`NAME=PATH` labels a row; a bare path is labelled by its file name without suffix."""
+    label, sep, path = text.partition("=")
+    if sep and label and path:
+        return Checkpoint(label, path)
+    return Checkpoint(Path(text).stem or text, text)
+
+
+def data_root(root: str | Path, dataset_type: str) -> DataRoot:
+    """A folder set whose sub-folders each hold class folders is one domain per sub-folder; else one domain."""
+    root = Path(root)
+    name = root.name or str(root)
+    if dataset_type == "folder" and root.is_dir():
+        subfolders = [path for path in sorted(root.iterdir()) if path.is_dir() and not path.name.startswith(".")]
+        if subfolders and all(holds_class_folders(path) for path in subfolders):
+            return DataRoot(name, dataset_type, tuple((path.name, path) for path in subfolders))
+    return DataRoot(name, dataset_type, ((name, root),))
+
+
+def holds_class_folders(folder: Path) -> bool:
+    """True for a domain folder (art_painting/dog/*.jpg), False for a class folder (dog/*.jpg)."""
+    entries = [path for path in folder.iterdir() if not path.name.startswith(".")]
+    return any(path.is_dir() for path in entries) and not any(path.is_file() for path in entries)
+
+
+def plan_cells(checkpoints: list[Checkpoint], roots: list[DataRoot], tasks: list[str]) -> list[Cell]:
+    labels = [checkpoint.label for checkpoint in checkpoints]
+    if len(set(labels)) < len(labels):
+        raise UserError(f"two checkpoints share a row name ({', '.join(labels)}): label them NAME=PATH")
+    names = [root.dataset for root in roots]
+    if len(set(names)) < len(names):
+        raise UserError(f"two data folders share the name {', '.join(names)}: each table is named by its folder")
+    unknown = [task for task in tasks if task not in TASKS]
+    if unknown:
+        raise UserError(f"unknown task {unknown[0]!r}: expected {' or '.join(TASKS)}")
+    return [Cell(checkpoint, root.dataset, root.dataset_type, domain, folder, task)
+            for checkpoint in checkpoints for root in roots for domain, folder in root.domains for task in tasks]
+
+
+def folder_fingerprint(folder: Path) -> str | None:
+    """A hash of every file's relative path, size and modification time under `folder`: adding, removing or
+    replacing an image changes it, so a cached cell is never read for images it did not see. None: no folder."""
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            status = path.stat()
+            digest.update(f"{path.relative_to(folder)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cell_cache_file(cell: Cell, settings: SuiteSettings) -> Path | None:
+    """<cache_dir>/cells/<task>-<hash>.json for this cell's inputs; None when they cannot be identified (a model
+    given by config name has random weights; a missing folder fails anew on every run)."""
+    identity, images = checkpoint_identity(cell.checkpoint.path), folder_fingerprint(cell.data_dir)
+    if identity is None or images is None:
+        return None
+    key = {"checkpoint": identity, "dataset_type": cell.dataset_type, "data_dir": str(cell.data_dir.resolve()),
+           "images": images, "task": cell.task, "templates": settings.templates, "precision": settings.precision,
+           "test_fraction": settings.test_fraction, "split_seed": settings.split_seed}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return settings.cache_dir / "cells" / f"{cell.task}-{digest}.json"
+
+
+def run_suite(cells: list[Cell], settings: SuiteSettings, progress: bool = True,
+              on_computed: Callable[[CellResult], None] = lambda result: None) -> list[CellResult]:
+    """Every cell's result, in order: from the cell cache, else computed. One model is held at a time (the cells
+    come checkpoint by checkpoint); a checkpoint that does not load fails each of its cells with that error."""
+    results, loaded = [], (None, None)  # (checkpoint, (model, preprocess, precision) or its UserError)
+    for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress):
+        cache_file = cell_cache_file(cell, settings)
+        if cache_file is not None and cache_file.is_file():
+            results.append(read_cell(cache_file, cell))
+            continue
+        if loaded[0] != cell.checkpoint:
+            loaded = None, None  # let the previous model go before the next one loads
+            try:
+                loaded = cell.checkpoint, loaded_model(cell.checkpoint, settings)
+            except UserError as error:
+                loaded = cell.checkpoint, error
+        if isinstance(loaded[1], UserError):
+            result = CellResult(cell, error=str(loaded[1]))
+        else:
+            try:
+                result = COMPUTE[cell.task](cell, *loaded[1], settings)
+            except UserError as error:
+                result = CellResult(cell, error=str(error))
+        results.append(result)
+        on_computed(result)
+        if cache_file is not None and result.error is None:
+            write_cell(result, cache_file)
+    return results
+
+
+def loaded_model(checkpoint: Checkpoint, settings: SuiteSettings):
+    """(model, preprocess, precision) of a checkpoint."""
+    model, preprocess = load_model(checkpoint.path, device=settings.device)
+    precision = choose_inference_precision(settings.precision, model, settings.device, settings.batch_size,
+                                           channels_last=False).precision
+    return model, preprocess, precision
+
+
+def domain_features(cell: Cell, model, preprocess, precision: str, settings: SuiteSettings,
+                    split: str | None = None):
+    """(EvalSet, ImageFeatures) of a cell's folder (`split` of a set that holds several)."""
+    eval_set = read_eval_set(cell.dataset_type, cell.data_dir, preprocess, min_side=model.config.image_size,
+                             split=split)
+    cached = eval_set_features(model, eval_set, checkpoint=cell.checkpoint.path, dataset_type=cell.dataset_type,
+                               data_dir=cell.data_dir, split=split, device=settings.device, precision=precision,
+                               batch_size=settings.batch_size, num_workers=settings.num_workers,
+                               cache_dir=settings.cache_dir / "features", progress=False)
+    if not len(cached.features.labels):
+        raise UserError(f"none of the {len(eval_set.dataset)} images in {cell.data_dir} could be read")
+    return eval_set, cached.features
+
+
+def class_head(model, eval_set, settings: SuiteSettings, precision: str) -> torch.Tensor:
+    _, templates = load_templates(settings.templates or eval_set.default_templates)
+    return zero_shot_head(model, eval_set.class_names, templates, settings.device, precision).cpu()
+
+
+def scored(features: ImageFeatures, logits: torch.Tensor, class_names: list[str]) -> ClassificationResult:
+    tally = ClassTally(len(class_names))
+    tally.add(logits, features.labels)
+    return summarise(tally, class_names)
+
+
+def zero_shot_cell(cell: Cell, model, preprocess, precision: str, settings: SuiteSettings) -> CellResult:
+    """Zero-shot accuracy on every image of the folder (CIFAR: its test split), as zeroshot_eval.py scores it."""
+    eval_set, features = domain_features(cell, model, preprocess, precision, settings,
+                                         plan_splits(cell.dataset_type, cell.data_dir, None).test_split)
+    head = class_head(model, eval_set, settings, precision)
+    result = scored(features, F.normalize(features.features, dim=-1) @ head, eval_set.class_names)
+    return cell_result(cell, result, features, {"zeroshot": result})
+
+
+def linear_probe_cell(cell: Cell, model, preprocess, precision: str, settings: SuiteSettings) -> CellResult:
+    """Linear-probe accuracy (the regularisation chosen on a validation share of the training images) on the test
+    split, or on a held-out share of the folder; the zero-shot per-class accuracy of the same test images too."""
+    plan = plan_splits(cell.dataset_type, cell.data_dir, None)
+    eval_set, read = domain_features(cell, model, preprocess, precision, settings, plan.train_split)
+    if plan.held_out:
+        kept, held_out = stratified_split(read.labels, settings.test_fraction, settings.split_seed)
+        train, test = read.subset(kept), read.subset(held_out)
+    else:
+        train, test = read, domain_features(cell, model, preprocess, precision, settings, plan.test_split)[1]
+    num_classes = len(eval_set.class_names)
+    fit, validation = stratified_split(train.labels, settings.test_fraction, settings.split_seed)
+    if not len(validation) or not len(test.labels):
+        raise UserError(f"{cell.data_dir}: too few images per class for a linear probe's train, validation and "
+                        "test shares (at least three per class)")
+    sweep = sweep_regularisation(train.features[fit], train.labels[fit], train.features[validation],
+                                 train.labels[validation], num_classes)
+    probe = fit_linear_probe(train.features, train.labels, num_classes, sweep.regularisation)
+    result = scored(test, probe.logits(test.features), eval_set.class_names)
+    zero_shot = scored(test, F.normalize(test.features, dim=-1) @ class_head(model, eval_set, settings, precision),
+                       eval_set.class_names)
+    probe_result = cell_result(cell, result, read, {"linear_probe": result, "zeroshot": zero_shot})
+    probe_result.metrics["regularisation"] = sweep.regularisation
+    return probe_result
+
+
+def cell_result(cell: Cell, result: ClassificationResult, features: ImageFeatures,
+                per_class_columns: dict[str, ClassificationResult]) -> CellResult:
+    per_class = [{"class": score.name, **{column: scores.per_class[index].top1
+                                          for column, scores in per_class_columns.items()}}
+                 for index, score in enumerate(result.per_class)]
+    overall = {column: scores.top1 for column, scores in per_class_columns.items()}
+    return CellResult(cell, {"top1": result.top1, "top5": result.top5,
+                             "mean_per_class_recall": result.mean_per_class_recall},
+                      result.num_images, len(features.unreadable), result.num_nonfinite, per_class, overall)
+
+
+COMPUTE = {"zeroshot": zero_shot_cell, "linear_probe": linear_probe_cell}
+
+
+def write_cell(result: CellResult, path: Path) -> None:
+    """Written whole or not at all: an interrupted write never leaves a half cell that a rerun would trust."""
+    content = {key: value for key, value in asdict(result).items() if key not in ("cell", "from_cache")}
+    write_text_atomically(path, json.dumps(content, indent=1) + "\n")
+
+
+def read_cell(path: Path, cell: Cell) -> CellResult:
+    content = json.loads(path.read_text(encoding="utf-8"))
+    return CellResult(cell, **content, from_cache=True)
