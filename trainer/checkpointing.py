@@ -120,7 +120,8 @@ def rng_state() -> dict:
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device only: a resumed task may see fewer GPUs (one per task under SLURM)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -132,7 +133,7 @@ def restore_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_training_checkpoint(run_dir, model, optimizer, scaler, state: TrainState, position: dict,
