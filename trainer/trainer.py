@@ -171,7 +171,8 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
 
 
 def run_loop(session: Session) -> int:
-    """Steps until the last one, or until a stop request (SIGTERM/Ctrl-C): then a checkpoint and its exit code."""
+    """Steps until the last one, or until a stop request (SIGTERM/Ctrl-C), honoured at the next logging step: then a
+    checkpoint and its exit code."""
     job, state, loop = session.job, session.state, session.job.config.train
     if state.step == 0:
         evaluate_if_due(session)
@@ -182,14 +183,15 @@ def run_loop(session: Session) -> int:
             for micro_batches in groups_of(job.loader.epoch(epoch, first_batch), loop.grad_accum_steps):
                 lr = train_step(session, micro_batches)
                 progress.update()
-                stopping = stop.agreed(session.ctx.world_size, session.ctx.device)
-                saving = stopping or state.step % job.config.checkpoint.every_steps == 0 \
-                    or state.step == session.total_steps
-                if saving or state.step % loop.log_every_steps == 0:
+                saving = state.step % job.config.checkpoint.every_steps == 0 or state.step == session.total_steps
+                logging_step = saving or state.step % loop.log_every_steps == 0
+                # ranks agree on a stop at logging steps only, which read the device anyway: other steps read nothing
+                stopping = logging_step and stop.agreed()
+                if logging_step:
                     log_training(session, epoch, lr, progress)
                 if not stopping:
                     evaluate_if_due(session)
-                if saving:
+                if saving or stopping:
                     save_checkpoint(session)
                 if stopping:
                     progress.close()  # before the message: the bar would overwrite it
