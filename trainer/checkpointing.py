@@ -175,6 +175,9 @@ def load_training_checkpoint(path, model, optimizer, scaler, rank: int, world_si
                              rules: ResumeRules) -> TrainState:
     """Check that the checkpoint's settings allow resuming under `rules`, then restore model, optimiser, grad
     scaler and this rank's RNG; return the loop's state."""
+    if not Path(path).is_file():  # rank 0 chose it: this node does not see rank 0's storage
+        raise UserError(f"{path}, the checkpoint rank 0 resumes from, is not there: output_dir must be on storage "
+                        "every node reads (a shared filesystem)")
     payload = load_checkpoint(path)
     missing = {"model", "optimizer", "scaler", "step", "rng"} - payload.keys()
     if missing:
