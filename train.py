@@ -21,6 +21,7 @@ from dataloader.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
+from model.config import ModelConfig
 from trainer.config import TrainerConfig
 from trainer.distributed import DistributedContext, distributed_session, on_every_rank_for_all
 from trainer.objectives import ContrastiveObjective
@@ -105,7 +106,7 @@ def ensure_synthetic_data_on_every_node(config: SyntheticDataConfig, ctx: Distri
             print(f"generated the synthetic dataset in {config.root}" + (f" (rank {ctx.rank})" if ctx.rank else ""))
 
 
-def read_data(config: RunConfig, model_config, ctx: DistributedContext):
+def read_data(config: RunConfig, model_config: ModelConfig, ctx: DistributedContext):
     """The training batches of this rank and the evaluator of the `eval:` section (None without tasks)."""
     loader = build_train_loader(config.data, image_size=model_config.image_size, mean=model_config.image_mean,
                                 std=model_config.image_std, context_length=model_config.context_length,

@@ -5,6 +5,7 @@ start-up with one line saying that output_dir must be shared; with a copy of the
 both resume from the same step. No hang: every wait has a timeout."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -57,7 +58,7 @@ def test_nodes_without_shared_storage_resume_together_or_stop_together(tmp_path)
     assert not list_checkpoints(nodes[1] / "runs/shared")
 
     resumed = run_on_two_nodes(nodes, "--resume", "auto")
-    expected = (f"error: rank 1 on host {os.uname().nodename}: runs/shared/checkpoints/step_00000004.pt, the "
+    expected = (f"error: rank 1 on host {socket.gethostname()}: runs/shared/checkpoints/step_00000004.pt, the "
                 "checkpoint rank 0 resumes from, is not there: output_dir must be on storage every node reads "
                 "(a shared filesystem)")
     for result in resumed:
