@@ -28,6 +28,7 @@ from dataloader.config import LabelledDataConfig
 from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
 from dataloader.splits import plan_splits, stratified_split
+from evaluation.during_training import process_shard
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
@@ -36,7 +37,7 @@ from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
-from trainer.distributed import all_gather_object, distributed_session, rank
+from trainer.distributed import DistributedContext, all_gather_object, decided_on_main, distributed_session, rank
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
@@ -147,16 +148,22 @@ def build_classifier(clip_model, splits: Splits, config: FinetuneConfig, device,
     return classifier
 
 
-def test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, device,
+def test_accuracy(classifier: ImageClassifier, splits: Splits, config: FinetuneConfig, ctx: DistributedContext,
                   precision: str) -> ClassificationResult:
-    loader = DataLoader(splits.test, batch_size=config.train.batch_size, num_workers=config.data.num_workers,
-                        collate_fn=collate_readable, pin_memory=device.type == "cuda")
-    classifier.to(device).eval()
-    tally, unreadable = classify(classifier, loader, classifier.head.weight.detach().float().T, device, precision,
-                                 channels_last=config.train.channels_last)
-    for image in unreadable:
-        print(f"warning: skipped unreadable image {image.path} ({image.reason})", file=sys.stderr)
-    return summarise(tally, splits.class_names)
+    """The classifier's scores on the test images. Under torchrun each rank scores its block and the counts meet in
+    one collective: no rank waits for another in a collective while it scores (NCCL's timeout on a large set)."""
+    shard = process_shard(ctx)
+    images = Subset(splits.test, shard.block(len(splits.test)))
+    loader = DataLoader(images, batch_size=config.train.batch_size, num_workers=config.data.num_workers,
+                        collate_fn=collate_readable, pin_memory=ctx.device.type == "cuda")
+    classifier.to(ctx.device).eval()
+    tally, unreadable = classify(classifier, loader, classifier.head.weight.detach().float().T, ctx.device, precision,
+                                 channels_last=config.train.channels_last, progress=ctx.is_main)
+    unreadable = [image for part in shard.gather(unreadable) for image in part]
+    if ctx.is_main:
+        for image in unreadable:
+            print(f"warning: skipped unreadable image {image.path} ({image.reason})", file=sys.stderr)
+    return summarise(tally.summed_over(shard.sum), splits.class_names)
 
 
 def report(result: ClassificationResult, splits: Splits, config: FinetuneConfig, name: str, precision: str) -> None:
@@ -193,18 +200,20 @@ def fine_tune(args) -> int:
                                              rank=ctx.rank, world_size=ctx.world_size, seed=config.train.seed,
                                              pin_memory=ctx.device.type == "cuda")
         start_report = Path(config.output_dir) / f"{splits.name}_zero_shot_start.json"
-        if config.head == "zeroshot" and ctx.is_main and not start_report.is_file():
+        if config.head == "zeroshot" and decided_on_main(lambda: not start_report.is_file(), ctx.is_main):
             # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
-            report(test_accuracy(classifier, splits, config, ctx.device, precision), splits, config,
-                   "zero_shot_start", precision)
+            baseline = test_accuracy(classifier, splits, config, ctx, precision)
+            if ctx.is_main:
+                report(baseline, splits, config, "zero_shot_start", precision)
         job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
         exit_code = train(job, ctx, resume=args.resume)
-        if exit_code == 0 and ctx.is_main:
-            tuned = test_accuracy(classifier, splits, config, ctx.device, precision)
-            report(tuned, splits, config, "finetune", precision)
-            if start_report.is_file():
-                start = json.loads(start_report.read_text())
-                print(f"top-1: {start['top1']:.2f} % zero-shot, {tuned.top1:.2f} % fine-tuned")
+        if exit_code == 0:
+            tuned = test_accuracy(classifier, splits, config, ctx, precision)
+            if ctx.is_main:
+                report(tuned, splits, config, "finetune", precision)
+                if start_report.is_file():
+                    start = json.loads(start_report.read_text())
+                    print(f"top-1: {start['top1']:.2f} % zero-shot, {tuned.top1:.2f} % fine-tuned")
         return exit_code
 
 

@@ -21,8 +21,9 @@ from dataloader.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
+from model.config import ModelConfig
 from trainer.config import TrainerConfig
-from trainer.distributed import barrier, distributed_session
+from trainer.distributed import DistributedContext, distributed_session, on_every_rank_for_all
 from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
@@ -83,24 +84,37 @@ def run_training(args) -> int:
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     with distributed_session() as ctx, run_folder_lock(config.output_dir, ctx.is_main):
-        if config.synthetic_data and ctx.is_main and ensure_synthetic_dataset(config.synthetic_data):
-            print(f"generated the synthetic dataset in {config.synthetic_data.root}")
-        barrier()
+        if config.synthetic_data:
+            ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
         model = initial_model(config.model.name, config.model.overrides, config.model.init_from, DEFAULT_MODEL)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
-        model_config = model.config
-        loader = build_train_loader(config.data, image_size=model_config.image_size, mean=model_config.image_mean,
-                                    std=model_config.image_std, context_length=model_config.context_length,
-                                    batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
-                                    seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
-        evaluator = build_evaluator(config.eval, model_config, ctx,
-                                    global_batch=config.train.batch_size * ctx.world_size,
-                                    channels_last=config.train.channels_last)
+        # every rank reads the data now: one that cannot stops them all, naming itself
+        loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))
         job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config),
                           evaluator)
         return train(job, ctx, resume=args.resume)
+
+
+def ensure_synthetic_data_on_every_node(config: SyntheticDataConfig, ctx: DistributedContext) -> None:
+    """Rank 0 generates the dataset unless it is there; then the first process of each node that does not see it
+    (node-local storage) writes that node's own copy. Generation is deterministic, so every copy is the same, and
+    on shared storage the second turn finds rank 0's copy and writes nothing."""
+    for turn in (ctx.is_main, ctx.local_rank == 0 and not ctx.is_main):
+        if on_every_rank_for_all(lambda: turn and ensure_synthetic_dataset(config)):
+            print(f"generated the synthetic dataset in {config.root}" + (f" (rank {ctx.rank})" if ctx.rank else ""))
+
+
+def read_data(config: RunConfig, model_config: ModelConfig, ctx: DistributedContext):
+    """The training batches of this rank and the evaluator of the `eval:` section (None without tasks)."""
+    loader = build_train_loader(config.data, image_size=model_config.image_size, mean=model_config.image_mean,
+                                std=model_config.image_std, context_length=model_config.context_length,
+                                batch_size=config.train.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                                seed=config.train.seed, pin_memory=ctx.device.type == "cuda")
+    evaluator = build_evaluator(config.eval, model_config, ctx, global_batch=config.train.batch_size * ctx.world_size,
+                                channels_last=config.train.channels_last)
+    return loader, evaluator
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Fine-tuning through `python finetune.py`: it resumes exactly like training (SIGKILL mid-run → bit-identical
 final weights), a frozen backbone stays bit-identical, the zero-shot head starts as the zero-shot classifier (and
-the starting report is the zero-shot accuracy), the test images are held out and scored (CIFAR: its own splits),
-bad input is one line."""
+the starting report is the zero-shot accuracy), the test images are held out and scored (CIFAR: its own splits;
+under torchrun each rank scores its share), bad input is one line."""
 import dataclasses
 import json
+import os
 import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
@@ -17,6 +19,7 @@ from dataloader.splits import stratified_split
 from dataloader.synthetic import SyntheticDataConfig, class_names, write_eval_set
 from evaluation.metrics import summarise
 from evaluation.zeroshot import classify, zero_shot_head
+from gloo_ranks import free_port
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.objectives import same_class_cosine_loss
@@ -184,3 +187,32 @@ def test_same_class_cosine_loss_by_hand():
     # two classes at 60 degrees: pairs (0, 1) and (1, 0) each cos 0.5, over the margin 0.2 by 0.3
     sixty = torch.tensor([[1.0, 0.0], [0.5, 3 ** 0.5 / 2]])
     assert same_class_cosine_loss(sixty, torch.tensor([0, 1]), 0.2).item() == pytest.approx(0.3)
+
+
+def finetune_on_rank(rank, world_size, port, argv, out_dir):
+    """finetune.py's main as torchrun's process `rank` would run it, recording how many test images it scored."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    import finetune
+    scored, real_classify = [], finetune.classify
+
+    def counting_classify(model, batches, *args, **kwargs):
+        batches = list(batches)
+        scored.append(sum(len(batch.labels) for batch in batches))
+        return real_classify(model, batches, *args, **kwargs)
+    finetune.classify = counting_classify
+    exit_code = finetune.main(argv)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps({"exit_code": exit_code, "scored": scored}))
+
+
+def test_two_ranks_share_the_test_scoring_and_report_what_one_process_does(clip_checkpoint, class_folders,
+                                                                             uninterrupted_run, tmp_path):
+    command = finetune_command(clip_checkpoint, class_folders, tmp_path / "run", "train.epochs=1")
+    mp.spawn(finetune_on_rank, args=(2, free_port(), command[2:], tmp_path), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    # the zero-shot baseline and the final test: 6 of the 12 held-out images each, no rank waiting for another
+    assert ranks == [{"exit_code": 0, "scored": [6, 6]}] * 2
+    start, one_process = (json.loads((folder / "eval_zero_shot_start.json").read_text())
+                          for folder in (tmp_path / "run", uninterrupted_run))
+    assert start["per_class"] == one_process["per_class"] and start["top1"] == one_process["top1"]
+    assert json.loads((tmp_path / "run" / "eval_finetune.json").read_text())["num_images"] == 12

@@ -120,7 +120,8 @@ def rng_state() -> dict:
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device only: a resumed task may see fewer GPUs (one per task under SLURM)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -132,7 +133,7 @@ def restore_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_training_checkpoint(run_dir, model, optimizer, scaler, state: TrainState, position: dict,
@@ -174,6 +175,9 @@ def load_training_checkpoint(path, model, optimizer, scaler, rank: int, world_si
                              rules: ResumeRules) -> TrainState:
     """Check that the checkpoint's settings allow resuming under `rules`, then restore model, optimiser, grad
     scaler and this rank's RNG; return the loop's state."""
+    if not Path(path).is_file():  # rank 0 chose it: this node does not see rank 0's storage
+        raise UserError(f"{path}, the checkpoint rank 0 resumes from, is not there: output_dir must be on storage "
+                        "every node reads (a shared filesystem)")
     payload = load_checkpoint(path)
     missing = {"model", "optimizer", "scaler", "step", "rng"} - payload.keys()
     if missing:

@@ -3,6 +3,7 @@ or a plain single process without it. The rest of the code asks this module, nev
 import contextlib
 import dataclasses
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -42,11 +43,6 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return tensor
@@ -75,17 +71,42 @@ def all_gather_object(value) -> list:
 def on_main_for_all(action, is_main: bool):
     """`action()` on rank 0 alone (its result there, None elsewhere); a UserError it raises is raised on every
     rank, so that no rank waits for one that has stopped."""
+    return _on_main(action, is_main, share_result=False)
+
+
+def decided_on_main(action, is_main: bool):
+    """`action()` on rank 0 alone, its (picklable) result returned on every rank: one decision that every rank
+    follows. A UserError it raises is raised on every rank."""
+    return _on_main(action, is_main, share_result=True)
+
+
+def _on_main(action, is_main: bool, share_result: bool):
     result, failure = None, None
     if is_main:
         try:
             result = action()
         except UserError as error:
             failure = error
-    message = all_gather_object(str(failure) if failure else None)[0]
+    shared, message = all_gather_object((result if share_result else None, str(failure) if failure else None))[0]
     if failure:
         raise failure
     if message:
         raise UserError(message)
+    return result if is_main else shared
+
+
+def on_every_rank_for_all(action):
+    """`action()` on every rank; a UserError it raises on any rank is raised on every rank (the lowest such rank's
+    message, naming the rank and its host), so that all ranks stop together instead of some waiting for the others
+    in a collective."""
+    try:
+        result, message = action(), None
+    except UserError as error:
+        where = f"rank {rank()} on host {socket.gethostname()}: " if is_distributed() else ""
+        result, message = None, where + str(error)
+    failures = [failure for failure in all_gather_object(message) if failure]
+    if failures:
+        raise UserError(failures[0])
     return result
 
 

@@ -1,10 +1,10 @@
-"""SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C) ask the loop to save and stop at the next step
-boundary instead of dying mid-step."""
+"""SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C) ask the loop to save and stop at its next logging
+step (train.log_every_steps) instead of dying mid-step. The ranks agree there, where the loop reads the device for
+the log anyway, so the steps between wait on nothing; the delay is a few steps, well inside the 30 s or so a
+scheduler leaves between SIGTERM and SIGKILL at the default of 10."""
 import signal
 
-import torch
-
-from trainer.distributed import all_reduce_mean
+from trainer.distributed import all_gather_object
 
 
 class StopRequest:
@@ -24,12 +24,12 @@ class StopRequest:
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
 
-    def agreed(self, world_size: int, device) -> bool:
-        """True on every rank once any rank received a signal: all ranks must stop at the same step."""
-        if world_size == 1:
-            return self.signal_name is not None
-        flag = torch.tensor(float(self.signal_name is not None), device=device)
-        return all_reduce_mean(flag).item() > 0
+    def agreed(self) -> bool:
+        """True on every rank once any rank received a signal, which every rank then names: all ranks stop at the
+        same step. A collective: call it at the same steps on every rank, logging steps only."""
+        received = [name for name in all_gather_object(self.signal_name) if name]
+        self.signal_name = self.signal_name or next(iter(received), None)
+        return bool(received)
 
     @property
     def exit_code(self) -> int:

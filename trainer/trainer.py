@@ -15,7 +15,8 @@ from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_chec
                                    set_aside_checkpoints_after)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
-from trainer.distributed import DistributedContext, all_gather_object, on_main_for_all
+from trainer.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
+                                 on_main_for_all)
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
 from trainer.precision_choice import choose_training_precision, record_precision
@@ -135,12 +136,14 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=decision.precision == "fp16")
-    state, last_checkpoint = TrainState(), find_resume_checkpoint(resume, run_dir,
-                                                                  print if ctx.is_main else lambda message: None)
+    # rank 0 alone chooses the checkpoint; every rank loads that one, or all stop (node-local run folders)
+    state, last_checkpoint = TrainState(), decided_on_main(lambda: find_resume_checkpoint(resume, run_dir),
+                                                           ctx.is_main)
     if last_checkpoint:
         rules = ResumeRules(job.resolved_config, ctx.world_size, job.loader.order_depends_on_workers,
                             config.checkpoint.resume_allow_changes)
-        state = load_training_checkpoint(last_checkpoint, model, optimizer, scaler, ctx.rank, ctx.world_size, rules)
+        state = on_every_rank_for_all(lambda: load_training_checkpoint(last_checkpoint, model, optimizer, scaler,
+                                                                       ctx.rank, ctx.world_size, rules))
     # gradient_as_bucket_view: gradients live in DDP's communication buckets, saving a copy per step
     ddp_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
                                         gradient_as_bucket_view=True) if ctx.world_size > 1 else model
@@ -171,7 +174,8 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
 
 
 def run_loop(session: Session) -> int:
-    """Steps until the last one, or until a stop request (SIGTERM/Ctrl-C): then a checkpoint and its exit code."""
+    """Steps until the last one, or until a stop request (SIGTERM/Ctrl-C), honoured at the next logging step: then a
+    checkpoint and its exit code."""
     job, state, loop = session.job, session.state, session.job.config.train
     if state.step == 0:
         evaluate_if_due(session)
@@ -182,14 +186,15 @@ def run_loop(session: Session) -> int:
             for micro_batches in groups_of(job.loader.epoch(epoch, first_batch), loop.grad_accum_steps):
                 lr = train_step(session, micro_batches)
                 progress.update()
-                stopping = stop.agreed(session.ctx.world_size, session.ctx.device)
-                saving = stopping or state.step % job.config.checkpoint.every_steps == 0 \
-                    or state.step == session.total_steps
-                if saving or state.step % loop.log_every_steps == 0:
+                saving = state.step % job.config.checkpoint.every_steps == 0 or state.step == session.total_steps
+                logging_step = saving or state.step % loop.log_every_steps == 0
+                # ranks agree on a stop at logging steps only, which read the device anyway: other steps read nothing
+                stopping = logging_step and stop.agreed()
+                if logging_step:
                     log_training(session, epoch, lr, progress)
                 if not stopping:
                     evaluate_if_due(session)
-                if saving:
+                if saving or stopping:
                     save_checkpoint(session)
                 if stopping:
                     progress.close()  # before the message: the bar would overwrite it
