@@ -29,7 +29,7 @@ from evaluation.report import nonfinite_warning, summary_lines, write_k_shot_tab
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
-from utils.cli import add_inference_arguments, parse_with_config, run_command
+from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
 
@@ -43,8 +43,7 @@ def k_values(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint_path", required=True,
-                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+    add_checkpoint_argument(parser)
     parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
     parser.add_argument("--data_dir", required=True, help="the training images")
     parser.add_argument("--test_dir", default=None, help="the test images (default: see above)")

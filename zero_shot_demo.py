@@ -22,7 +22,7 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import image_list_probabilities, zero_shot_head
 from model import load_model
-from utils.cli import add_inference_arguments, parse_with_config, run_command
+from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
 from utils.errors import UserError
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
@@ -31,8 +31,7 @@ DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the im
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint_path", required=True,
-                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+    add_checkpoint_argument(parser)
     images = parser.add_mutually_exclusive_group(required=True)
     images.add_argument("--img_path", help="one image")
     images.add_argument("--img_dir", help="a folder of images (files that are not images are skipped)")

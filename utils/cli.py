@@ -20,6 +20,11 @@ def run_command(command, args) -> int:
         return 2
 
 
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint_path", required=True,
+                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+
+
 def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int, loader_workers: bool = True) -> None:
     """The options every evaluation script shares: --batch_size, --num_workers (image decoding processes, when the
     script uses a DataLoader), --device and --precision."""
