@@ -20,11 +20,11 @@ import torch
 from dataloader.eval_datasets import READERS
 from evaluation.suite import TASKS, SuiteSettings, data_root, parse_checkpoint, plan_cells, run_suite
 from evaluation.suite_report import write_suite_report
-from utils.cli import add_inference_arguments, parse_with_config, run_command
+from utils.cli import ScriptArgumentParser, add_inference_arguments, parse_with_config, run_command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     parser.add_argument("--checkpoints", required=True, nargs="+", metavar="[NAME=]PATH",
                         help="anything load_model reads; NAME= labels the table's row (default: the file's name)")
     parser.add_argument("--data_dir", required=True, nargs="+", action="extend",

@@ -14,7 +14,6 @@ The configuration is trainer/train_config.yaml, then trainer/finetune_config.yam
 (--config), then the flags and dotted overrides. Checkpoints, --resume auto|PATH, SIGTERM/Ctrl-C saving, the log
 and the curves are the trainer's. At the end the fine-tuned classifier is tested; results go to the run folder.
 """
-import argparse
 import dataclasses
 import json
 import sys
@@ -41,7 +40,7 @@ from trainer.distributed import DistributedContext, all_gather_object, decided_o
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
-from utils.cli import run_command
+from utils.cli import ScriptArgumentParser, run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
 from utils.seeding import seed_everything
@@ -80,7 +79,7 @@ class Splits:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
     parser.add_argument("--checkpoint_path", help="our checkpoint, an OpenAI or open_clip file, or a config name")
     parser.add_argument("--dataset_type", choices=sorted(READERS), help="data.dataset_type")

@@ -22,12 +22,13 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import write_retrieval_report
 from evaluation.retrieval import DEFAULT_KS, caption_image_features, captioned_retrieval, text_features
 from model import load_model
-from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
+from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
+                       parse_with_config, run_command)
 from utils.errors import UserError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
     parser.add_argument("--annotation_file", required=True,
                         help="COCO-format captions JSON, or a Karpathy split file (dataset_coco.json ...)")

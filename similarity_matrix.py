@@ -21,14 +21,15 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import write_similarity_table
 from evaluation.similarity import image_text_similarity
 from model import load_model
-from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
+from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
+                       parse_with_config, run_command)
 from utils.errors import UserError
 
 THUMBNAIL_SIDE = 256  # decode large enough for a sharp thumbnail, whatever the model's input size
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
     parser.add_argument("--img_dir", required=True)
     parser.add_argument("--captions", required=True, help="file name<TAB>caption lines, or a captions JSON")

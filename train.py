@@ -8,7 +8,6 @@ The configuration is trainer/train_config.yaml, dataloader/data_config.yaml and 
 the experiment YAML (only its differences), then the flags and dotted overrides; the resolved result is saved in
 the run folder.
 """
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
-from utils.cli import run_command
+from utils.cli import ScriptArgumentParser, run_command
 from utils.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parent
@@ -53,7 +52,7 @@ class RunConfig(TrainerConfig):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
     parser.add_argument("--train_data", help="COCO .json, .csv/.tsv, .jsonl or webdataset shards (data.train_data)")
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")

@@ -22,7 +22,8 @@ from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import image_list_probabilities, zero_shot_head
 from model import load_model
-from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
+from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
+                       parse_with_config, run_command)
 from utils.errors import UserError
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
@@ -30,7 +31,7 @@ DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the im
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
     images = parser.add_mutually_exclusive_group(required=True)
     images.add_argument("--img_path", help="one image")

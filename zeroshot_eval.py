@@ -18,12 +18,13 @@ from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
 from model import load_model
 from model.inference import prepare_for_inference
-from utils.cli import add_checkpoint_argument, add_inference_arguments, parse_with_config, run_command
+from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
+                       parse_with_config, run_command)
 from utils.errors import UserError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
     parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
     parser.add_argument("--data_dir", required=True)

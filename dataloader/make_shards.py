@@ -11,7 +11,6 @@ sizes.json ({shard: samples}), which training reads for the samples per epoch. U
 counted. Each shard is written under a temporary name and renamed when complete; OUT_DIR must be new or empty.
 Train on the result with `python train.py --train_data OUT_DIR`.
 """
-import argparse
 import dataclasses
 import io
 import json
@@ -29,7 +28,7 @@ from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.shards import CAPTIONS_KEY, SHARD_SUFFIX, SIZES_FILE
 from dataloader.train_data import LISTED_FORMATS
 from utils.atomic_files import write_text_atomically
-from utils.cli import run_command
+from utils.cli import ScriptArgumentParser, run_command
 from utils.errors import UserError
 
 JPEG_QUALITY = 95
@@ -115,7 +114,7 @@ def make_shards(data: CaptionedImages, out_dir: Path, *, image_size: int, shard_
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptArgumentParser(__doc__)
     parser.add_argument("--from", dest="source_format", required=True, choices=sorted(LISTED_FORMATS))
     parser.add_argument("source", help="COCO captions .json, or a .csv/.tsv/.jsonl table of image paths and captions")
     parser.add_argument("out_dir", type=Path)

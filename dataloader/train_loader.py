@@ -163,7 +163,8 @@ class TrainLoader:
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
         """Batches `start_batch`.. of `epoch`: {"images" [B,3,H,W] float, target_key: [B, ...] (tokens cut after
-        the longest caption, to a multiple of 8), "skipped" int (unreadable images replaced in this batch)}. Batches before start_batch are not decoded.
+        the longest caption, to a multiple of 8), "skipped" int (unreadable images replaced in this batch)}.
+        Batches before start_batch are not decoded.
         One pass at a time: starting another pass (or this one again) ends the previous one."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")

@@ -39,7 +39,8 @@ def pretend_gpu(monkeypatch, name):
 
 
 @pytest.mark.parametrize("cpu, candidates, reason", [
-    ("Sapphire Rapids", ("fp32", "bf16"), "native bf16 (AMX)"), ("Zen 4", ("fp32", "bf16"), "native bf16 (AVX512_BF16)"),
+    ("Sapphire Rapids", ("fp32", "bf16"), "native bf16 (AMX)"),
+    ("Zen 4", ("fp32", "bf16"), "native bf16 (AVX512_BF16)"),
     ("Skylake-SP", ("fp32",), "no native bf16"), ("Zen 1 (AVX2)", ("fp32",), "no native bf16"),
 ])
 def test_cpu_decision_table(monkeypatch, cpu, candidates, reason):

@@ -20,6 +20,17 @@ def run_command(command, args) -> int:
         return 2
 
 
+class ScriptArgumentParser(argparse.ArgumentParser):
+    """A script's parser: its docstring as the help text, and a bad option as one line on stderr with exit code 2,
+    like every other user error (argparse's own error prints the whole usage first)."""
+
+    def __init__(self, doc: str | None, **kwargs):
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint_path", required=True,
                         help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
