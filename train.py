@@ -27,6 +27,7 @@ from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
+from utils.errors import UserError
 from utils.cli import run_command
 from utils.seeding import seed_everything
 
@@ -74,6 +75,21 @@ def load_run_config(args) -> RunConfig:
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
+def model_overrides(config: RunConfig) -> dict:
+    """A fresh model for SigLIP gets its logit bias; a model from init_from keeps the file's architecture."""
+    if config.model.init_from:
+        return config.model.overrides
+    return {"sigmoid_logits": config.loss.kind == "siglip", **config.model.overrides}
+
+
+def check_loss_fits_model(config: RunConfig, model) -> None:
+    if model.config.sigmoid_logits != (config.loss.kind == "siglip"):
+        has = "has" if model.config.sigmoid_logits else "has no"
+        raise UserError(f"loss.kind={config.loss.kind} does not fit the model, which {has} a logit bias "
+                        f"(model.overrides.sigmoid_logits): use loss.kind="
+                        f"{'siglip' if model.config.sigmoid_logits else 'clip'} or a model that fits")
+
+
 def main(argv=None) -> int:
     return run_command(run_training, parse_args(argv))
 
@@ -87,7 +103,8 @@ def run_training(args) -> int:
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = initial_model(config.model.name, config.model.overrides, config.model.init_from, DEFAULT_MODEL)
+        model = initial_model(config.model.name, model_overrides(config), config.model.init_from, DEFAULT_MODEL)
+        check_loss_fits_model(config, model)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         model_config = model.config
@@ -98,8 +115,8 @@ def run_training(args) -> int:
         evaluator = build_evaluator(config.eval, model_config, ctx,
                                     global_batch=config.train.batch_size * ctx.world_size,
                                     channels_last=config.train.channels_last)
-        job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config),
-                          evaluator)
+        job = TrainingJob(config, model, loader, ContrastiveObjective(config.loss.kind, config.train.local_loss),
+                          as_dict(config), evaluator)
         return train(job, ctx, resume=args.resume)
 
 

@@ -31,7 +31,11 @@ class CLIP(nn.Module):
         self.transformer = Transformer(config.text_width, config.text_layers, config.text_heads, activation)
         self.ln_final = nn.LayerNorm(config.text_width)
         self.text_projection = nn.Parameter(torch.empty(config.text_width, config.embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if config.sigmoid_logits:  # SigLIP's start (Zhai et al. 2023): temperature 10, bias -10
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+            self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        else:
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.init_weights()
 
     def init_weights(self):
@@ -54,7 +58,10 @@ class CLIP(nn.Module):
         return x @ self.text_projection
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
-        """Normalised image and text embeddings and the temperature-scaled logit multiplier."""
+        """Normalised image and text embeddings, the temperature-scaled logit multiplier and, for a sigmoid-logit
+        (SigLIP) model, the logit bias."""
         image_features = F.normalize(self.encode_image(images), dim=-1)
         text_features = F.normalize(self.encode_text(tokens), dim=-1)
+        if self.config.sigmoid_logits:
+            return image_features, text_features, self.logit_scale.exp(), self.logit_bias
         return image_features, text_features, self.logit_scale.exp()
