@@ -21,6 +21,7 @@ from dataloader.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
+from model.locking import lock_image_tower, lock_text_tower
 from trainer.config import TrainerConfig
 from trainer.distributed import barrier, distributed_session
 from trainer.objectives import ContrastiveObjective
@@ -42,6 +43,17 @@ class ModelChoice:
     name: str | None = None  # a named config in model/model_config.yaml (default RN50, or init_from's architecture)
     overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
     init_from: str | None = None  # start from these weights (any file load_model reads); fresh optimiser and schedule
+    # locked towers (model.locking; open_clip's groups): no gradient, no optimiser state, except the last N groups
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_image_freeze_bn_stats: bool = False  # the locked groups' batch norms keep their running statistics
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+
+    def __post_init__(self):
+        for name in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be at least 0, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass
@@ -105,6 +117,10 @@ def run_training(args) -> int:
         seed_everything(config.train.seed)  # the same initial weights on every rank
         model = initial_model(config.model.name, model_overrides(config), config.model.init_from, DEFAULT_MODEL)
         check_loss_fits_model(config, model)
+        if config.model.lock_image:
+            lock_image_tower(model, config.model.lock_image_unlocked_groups, config.model.lock_image_freeze_bn_stats)
+        if config.model.lock_text:
+            lock_text_tower(model, config.model.lock_text_unlocked_layers)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         model_config = model.config
