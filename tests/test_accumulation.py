@@ -1,5 +1,6 @@
 """Exact gradient accumulation: k micro-batches give the loss and gradients of one batch k times larger, on one
 process and on two gloo ranks; batch-norm statistics move as k plain forwards move them."""
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
@@ -29,24 +30,25 @@ def split(batch: dict, parts: int) -> list[dict]:
             for i in range(parts)]
 
 
-def fresh_model(config_name: str = "tiny-vit"):
+def fresh_model(config_name: str = "tiny-vit", loss_kind: str = "clip"):
     # tiny-vit has no batch norm, whose statistics over a micro-batch differ by design from the whole batch's
     torch.manual_seed(0)
-    return build_model(model_config_by_name(config_name))
+    return build_model(model_config_by_name(config_name, {"sigmoid_logits": loss_kind == "siglip"}))
 
 
 def gradients(model) -> dict:
     return {name: p.grad.clone() for name, p in getattr(model, "module", model).named_parameters()}
 
 
-def accumulated(model, micro_batches):
-    loss = ContrastiveObjective().accumulate_gradients(model, micro_batches, NO_SCALING, torch.device("cpu"), "fp32")
+def accumulated(model, micro_batches, loss_kind="clip"):
+    loss = ContrastiveObjective(loss_kind).accumulate_gradients(model, micro_batches, NO_SCALING, torch.device("cpu"),
+                                                                "fp32")
     return loss, gradients(model)
 
 
-def one_large_batch(batch):
-    model = fresh_model()
-    loss = ContrastiveObjective().loss(model, batch, torch.device("cpu"), "fp32")
+def one_large_batch(batch, loss_kind="clip"):
+    model = fresh_model(loss_kind=loss_kind)
+    loss = ContrastiveObjective(loss_kind).loss(model, batch, torch.device("cpu"), "fp32")
     loss.backward()
     return loss.detach(), gradients(model)
 
@@ -60,10 +62,11 @@ def assert_same_gradients(actual: dict, expected: dict):
                                    msg=lambda detail: f"{name}: {detail}")
 
 
-def test_micro_batches_give_the_loss_and_gradients_of_one_large_batch():
+@pytest.mark.parametrize("loss_kind", ["clip", "siglip"])
+def test_micro_batches_give_the_loss_and_gradients_of_one_large_batch(loss_kind):
     batch = batch_of("tiny-vit", BATCH)
-    loss, grads = accumulated(fresh_model(), split(batch, MICRO_BATCHES))
-    expected_loss, expected_grads = one_large_batch(batch)
+    loss, grads = accumulated(fresh_model(loss_kind=loss_kind), split(batch, MICRO_BATCHES), loss_kind)
+    expected_loss, expected_grads = one_large_batch(batch, loss_kind)
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=0)
     assert_same_gradients(grads, expected_grads)
 
