@@ -87,19 +87,26 @@ def load_run_config(args) -> RunConfig:
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
-def model_overrides(config: RunConfig) -> dict:
-    """A fresh model for SigLIP gets its logit bias; a model from init_from keeps the file's architecture."""
-    if config.model.init_from:
-        return config.model.overrides
-    return {"sigmoid_logits": config.loss.kind == "siglip", **config.model.overrides}
+def run_model(config: RunConfig):
+    """The model the run starts from, fitted to its loss, with its locked towers."""
+    choice = config.model
+    model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
+    fit_model_to_loss(model, config.loss.kind)
+    if choice.lock_image:
+        lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+    if choice.lock_text:
+        lock_text_tower(model, choice.lock_text_unlocked_layers)
+    return model
 
 
-def check_loss_fits_model(config: RunConfig, model) -> None:
-    if model.config.sigmoid_logits != (config.loss.kind == "siglip"):
-        has = "has" if model.config.sigmoid_logits else "has no"
-        raise UserError(f"loss.kind={config.loss.kind} does not fit the model, which {has} a logit bias "
-                        f"(model.overrides.sigmoid_logits): use loss.kind="
-                        f"{'siglip' if model.config.sigmoid_logits else 'clip'} or a model that fits")
+def fit_model_to_loss(model, loss_kind: str) -> None:
+    """SigLIP's loss gives the model (fresh or from init_from, e.g. a CLIP-trained tower for LiT) a logit bias;
+    CLIP's softmax has no use for one, so a SigLIP model is refused."""
+    if loss_kind == "siglip" and not model.config.sigmoid_logits:
+        model.add_sigmoid_logits()
+    if loss_kind == "clip" and model.config.sigmoid_logits:
+        raise UserError("loss.kind=clip does not fit a model with a logit bias (a SigLIP model, or "
+                        "model.overrides.sigmoid_logits: true): use loss.kind=siglip")
 
 
 def main(argv=None) -> int:
@@ -115,12 +122,7 @@ def run_training(args) -> int:
             print(f"generated the synthetic dataset in {config.synthetic_data.root}")
         barrier()
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = initial_model(config.model.name, model_overrides(config), config.model.init_from, DEFAULT_MODEL)
-        check_loss_fits_model(config, model)
-        if config.model.lock_image:
-            lock_image_tower(model, config.model.lock_image_unlocked_groups, config.model.lock_image_freeze_bn_stats)
-        if config.model.lock_text:
-            lock_text_tower(model, config.model.lock_text_unlocked_layers)
+        model = run_model(config)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         model_config = model.config

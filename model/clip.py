@@ -3,6 +3,7 @@
 Parameter names follow OpenAI's release (text modules at the top level, the image tower under `visual.`), so
 OpenAI and open_clip state dicts load without renaming.
 """
+import dataclasses
 import math
 
 import torch
@@ -31,11 +32,9 @@ class CLIP(nn.Module):
         self.transformer = Transformer(config.text_width, config.text_layers, config.text_heads, activation)
         self.ln_final = nn.LayerNorm(config.text_width)
         self.text_projection = nn.Parameter(torch.empty(config.text_width, config.embed_dim))
-        if config.sigmoid_logits:  # SigLIP's start (Zhai et al. 2023): temperature 10, bias -10
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-            self.logit_bias = nn.Parameter(torch.tensor(-10.0))
-        else:
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if config.sigmoid_logits:
+            self.add_sigmoid_logits()
         self.init_weights()
 
     def init_weights(self):
@@ -44,6 +43,14 @@ class CLIP(nn.Module):
         nn.init.normal_(self.text_projection, std=self.config.text_width ** -0.5)
         self.transformer.init_weights()
         self.visual.init_weights()
+
+    def add_sigmoid_logits(self) -> None:
+        """A learnable logit bias for SigLIP's loss, with SigLIP's start (Zhai et al. 2023): temperature 10 and bias
+        -10, also for a model whose temperature was learnt for CLIP's softmax."""
+        self.config = dataclasses.replace(self.config, sigmoid_logits=True)
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(10.0))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0, device=self.logit_scale.device))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.visual(images)

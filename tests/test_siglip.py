@@ -8,7 +8,8 @@ import torch
 
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import build_model, load_model, model_config_by_name
-from training_runs import TOTAL_STEPS, assert_bit_identical, final_weights, run, start, train_command, wait_for
+from training_runs import (TOTAL_STEPS, assert_bit_identical, final_weights, run, run_in_process, start,
+                           train_command, wait_for)
 from trainer.checkpointing import list_checkpoints
 from trainer.run_log import read_log
 from trainer.siglip_loss import SigLipLoss
@@ -62,9 +63,17 @@ def test_siglip_run_trains_resumes_bit_identically_and_scores_zero_shot(coco_dat
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
 
 
-def test_siglip_loss_on_a_model_without_logit_bias_is_one_line_naming_the_key(coco_dataset, tmp_path, capsys):
-    import train
-    command = train_command(coco_dataset, tmp_path, SIGLIP, "model.overrides={sigmoid_logits: false}")
-    assert train.main(command[2:]) == 2
+def test_clip_loss_on_a_model_with_logit_bias_is_one_line_naming_the_key(coco_dataset, tmp_path, capsys):
+    command = train_command(coco_dataset, tmp_path, "model.overrides={sigmoid_logits: true}")
+    assert run_in_process(command) == 2
     stderr = capsys.readouterr().err.strip()
-    assert len(stderr.splitlines()) == 1 and "loss.kind=siglip" in stderr
+    assert len(stderr.splitlines()) == 1 and "loss.kind=clip does not fit" in stderr
+
+
+def test_clip_model_gets_siglip_start_for_a_siglip_run():
+    model = build_model(model_config_by_name("tiny-vit"))
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.add_sigmoid_logits()
+    assert model.config.sigmoid_logits and model.logit_bias.item() == -10.0
+    assert model.logit_scale.exp().item() == pytest.approx(10.0)
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in weights.items() if name != "logit_scale")
