@@ -30,8 +30,8 @@ def batch_norm_statistics_kept(model: nn.Module):
     """Batch norms in train mode normalise by the batch's statistics but leave their running statistics (and
     counters) alone: the cached pass is a second forward over the same images, which must not move them a second
     time, so that k micro-batches update them as k plain forwards do."""
-    training = [module for module in model.modules()
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training and module.track_running_stats]
+    training = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                and module.training and module.track_running_stats]
     for module in training:
         module.track_running_stats = False
     try:
