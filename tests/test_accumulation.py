@@ -40,9 +40,9 @@ def gradients(model) -> dict:
     return {name: p.grad.clone() for name, p in getattr(model, "module", model).named_parameters()}
 
 
-def accumulated(model, micro_batches, loss_kind="clip"):
-    loss = ContrastiveObjective(loss_kind).accumulate_gradients(model, micro_batches, NO_SCALING, torch.device("cpu"),
-                                                                "fp32")
+def accumulated(model, micro_batches, loss_kind="clip", local_loss=False):
+    objective = ContrastiveObjective(loss_kind, local_loss)
+    loss = objective.accumulate_gradients(model, micro_batches, NO_SCALING, torch.device("cpu"), "fp32")
     return loss, gradients(model)
 
 
@@ -71,22 +71,24 @@ def test_micro_batches_give_the_loss_and_gradients_of_one_large_batch(loss_kind)
     assert_same_gradients(grads, expected_grads)
 
 
-def run_rank(rank, world_size, port, out_path):
+def run_rank(rank, world_size, port, loss_kind, local_loss, out_path):
     with gloo_process_group(rank, world_size, port):
         torch.set_num_threads(1)
         rows = BATCH // world_size
         local = split(batch_of("tiny-vit", BATCH), world_size)[rank]
-        loss, grads = accumulated(DistributedDataParallel(fresh_model()), split(local, MICRO_BATCHES))
+        model = DistributedDataParallel(fresh_model(loss_kind=loss_kind))
+        loss, grads = accumulated(model, split(local, MICRO_BATCHES), loss_kind, local_loss)
         loss = all_reduce_mean(loss)
         assert rows % MICRO_BATCHES == 0
         if rank == 0:
             torch.save({"loss": loss, "gradients": grads}, out_path)
 
 
-def test_two_ranks_of_micro_batches_give_the_gradients_of_one_large_batch(tmp_path):
-    mp.spawn(run_rank, args=(2, free_port(), tmp_path / "rank0.pt"), nprocs=2, join=True)
+@pytest.mark.parametrize("loss_kind, local_loss", [("clip", False), ("clip", True), ("siglip", False)])
+def test_two_ranks_of_micro_batches_give_the_gradients_of_one_large_batch(tmp_path, loss_kind, local_loss):
+    mp.spawn(run_rank, args=(2, free_port(), loss_kind, local_loss, tmp_path / "rank0.pt"), nprocs=2, join=True)
     two_ranks = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    expected_loss, expected_grads = one_large_batch(batch_of("tiny-vit", BATCH))
+    expected_loss, expected_grads = one_large_batch(batch_of("tiny-vit", BATCH), loss_kind)
     torch.testing.assert_close(two_ranks["loss"], expected_loss, rtol=1e-5, atol=0)
     assert_same_gradients(two_ranks["gradients"], expected_grads)
 
