@@ -21,6 +21,7 @@ from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
 from model.config import ModelConfig
+from model.locking import lock_image_tower, lock_text_tower
 from trainer.config import TrainerConfig
 from trainer.distributed import DistributedContext, distributed_session, on_every_rank_for_all
 from trainer.objectives import ContrastiveObjective
@@ -28,6 +29,7 @@ from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import ScriptArgumentParser, run_command
+from utils.errors import UserError
 from utils.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parent
@@ -41,6 +43,17 @@ class ModelChoice:
     name: str | None = None  # a named config in model/model_config.yaml (default RN50, or init_from's architecture)
     overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
     init_from: str | None = None  # start from these weights (any file load_model reads); fresh optimiser and schedule
+    # locked towers (model.locking; open_clip's groups): no gradient, no optimiser state, except the last N groups
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_image_freeze_bn_stats: bool = False  # the locked groups' batch norms keep their running statistics
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+
+    def __post_init__(self):
+        for name in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be at least 0, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass
@@ -74,6 +87,28 @@ def load_run_config(args) -> RunConfig:
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
+def run_model(config: RunConfig):
+    """The model the run starts from, fitted to its loss, with its locked towers."""
+    choice = config.model
+    model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
+    fit_model_to_loss(model, config.loss.kind)
+    if choice.lock_image:
+        lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+    if choice.lock_text:
+        lock_text_tower(model, choice.lock_text_unlocked_layers)
+    return model
+
+
+def fit_model_to_loss(model, loss_kind: str) -> None:
+    """SigLIP's loss gives the model (fresh or from init_from, e.g. a CLIP-trained tower for LiT) a logit bias;
+    CLIP's softmax has no use for one, so a SigLIP model is refused."""
+    if loss_kind == "siglip" and not model.config.sigmoid_logits:
+        model.add_sigmoid_logits()
+    if loss_kind == "clip" and model.config.sigmoid_logits:
+        raise UserError("loss.kind=clip does not fit a model with a logit bias (a SigLIP model, or "
+                        "model.overrides.sigmoid_logits: true): use loss.kind=siglip")
+
+
 def main(argv=None) -> int:
     return run_command(run_training, parse_args(argv))
 
@@ -86,13 +121,13 @@ def run_training(args) -> int:
         if config.synthetic_data:
             ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = initial_model(config.model.name, config.model.overrides, config.model.init_from, DEFAULT_MODEL)
+        model = run_model(config)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         # every rank reads the data now: one that cannot stops them all, naming itself
         loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))
-        job = TrainingJob(config, model, loader, ContrastiveObjective(config.train.local_loss), as_dict(config),
-                          evaluator)
+        job = TrainingJob(config, model, loader, ContrastiveObjective(config.loss.kind, config.train.local_loss),
+                          as_dict(config), evaluator)
         return train(job, ctx, resume=args.resume)
 
 

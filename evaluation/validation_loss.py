@@ -8,6 +8,7 @@ from dataloader.coco import CaptionedImages
 from dataloader.eval_datasets import ImageFiles, collate_readable
 from evaluation.shard import Shard
 from trainer.loss import contrastive_loss
+from trainer.siglip_loss import sigmoid_loss
 from utils.precision import autocast
 from utils.tokenizer import tokenize, trim_padding
 
@@ -26,12 +27,13 @@ def validation_loss(model, captioned: CaptionedImages, preprocess, device, preci
                         preprocess, model.config.image_size)
     loader = DataLoader(images, batch_sampler=mine, num_workers=num_workers, collate_fn=collate_readable,
                         pin_memory=torch.device(device).type == "cuda")
+    loss_of_batch = sigmoid_loss if model.config.sigmoid_logits else contrastive_loss  # the model's training loss
     loss_sum = torch.zeros((), dtype=torch.float64)
     for batch in loader:
         tokens = tokenize([captioned.captions[index][0] for index in batch.labels.tolist()],
                           model.config.context_length)
         with autocast(device, precision):
-            image_features, text_features, logit_scale = model(batch.images.to(device), trim_padding(tokens).to(device))
-        loss_sum += contrastive_loss(image_features.float(), text_features.float(), logit_scale.float()).cpu()
+            outputs = model(batch.images.to(device), trim_padding(tokens).to(device))
+        loss_sum += loss_of_batch(*(output.float() for output in outputs)).cpu()
     loss_total, batches = shard.sum(torch.stack([loss_sum, torch.tensor(len(mine), dtype=torch.float64)])).tolist()
     return loss_total / batches

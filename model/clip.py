@@ -3,6 +3,7 @@
 Parameter names follow OpenAI's release (text modules at the top level, the image tower under `visual.`), so
 OpenAI and open_clip state dicts load without renaming.
 """
+import dataclasses
 import math
 
 import torch
@@ -32,6 +33,8 @@ class CLIP(nn.Module):
         self.ln_final = nn.LayerNorm(config.text_width)
         self.text_projection = nn.Parameter(torch.empty(config.text_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if config.sigmoid_logits:
+            self.add_sigmoid_logits()
         self.init_weights()
 
     def init_weights(self):
@@ -40,6 +43,14 @@ class CLIP(nn.Module):
         nn.init.normal_(self.text_projection, std=self.config.text_width ** -0.5)
         self.transformer.init_weights()
         self.visual.init_weights()
+
+    def add_sigmoid_logits(self) -> None:
+        """A learnable logit bias for SigLIP's loss, with SigLIP's start (Zhai et al. 2023): temperature 10 and bias
+        -10, also for a model whose temperature was learnt for CLIP's softmax."""
+        self.config = dataclasses.replace(self.config, sigmoid_logits=True)
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(10.0))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0, device=self.logit_scale.device))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.visual(images)
@@ -54,7 +65,10 @@ class CLIP(nn.Module):
         return x @ self.text_projection
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
-        """Normalised image and text embeddings and the temperature-scaled logit multiplier."""
+        """Normalised image and text embeddings, the temperature-scaled logit multiplier and, for a sigmoid-logit
+        (SigLIP) model, the logit bias."""
         image_features = F.normalize(self.encode_image(images), dim=-1)
         text_features = F.normalize(self.encode_text(tokens), dim=-1)
+        if self.config.sigmoid_logits:
+            return image_features, text_features, self.logit_scale.exp(), self.logit_bias
         return image_features, text_features, self.logit_scale.exp()

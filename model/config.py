@@ -23,6 +23,7 @@ class ModelConfig:
     text_heads: int = 8
     text_layers: int = 12
     quick_gelu: bool = True  # OpenAI's models use x * sigmoid(1.702 x); most open_clip-trained models use GELU
+    sigmoid_logits: bool = False  # SigLIP: a learnable logit bias beside the temperature (trainer loss.kind: siglip)
     image_mean: list[float] = dataclasses.field(default_factory=lambda: list(OPENAI_MEAN))
     image_std: list[float] = dataclasses.field(default_factory=lambda: list(OPENAI_STD))
 

@@ -98,6 +98,7 @@ def infer_config(state_dict: dict, source: str, quick_gelu: bool) -> ModelConfig
         text_heads=text_width // 64,
         text_layers=_count_blocks(state_dict, r"transformer\.resblocks\.(\d+)\."),
         quick_gelu=quick_gelu,
+        sigmoid_logits="logit_bias" in state_dict,
     )
     if "visual.proj" in state_dict:
         patch_size = state_dict["visual.conv1.weight"].shape[-1]

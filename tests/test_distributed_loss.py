@@ -1,4 +1,5 @@
-"""The contrastive loss over the global batch: two gloo ranks on half batches equal one process on the whole."""
+"""The losses over the global batch (CLIP's softmax, gathered or local, and SigLIP's sigmoid): two gloo ranks on
+half batches equal one process on the whole."""
 
 import open_clip
 import pytest
@@ -10,8 +11,11 @@ from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer.distributed import all_reduce_mean
 from trainer.loss import ClipLoss
+from trainer.siglip_loss import SigLipLoss
 
 GLOBAL_BATCH = 8
+LOSSES = {"clip": lambda: ClipLoss(local_loss=False), "clip-local": lambda: ClipLoss(local_loss=True),
+          "siglip": SigLipLoss}
 
 
 def global_batch():
@@ -23,36 +27,36 @@ def global_batch():
     return images, tokens
 
 
-def fresh_model():
+def fresh_model(loss_kind):
     # tiny-vit has no BatchNorm, whose per-device batch statistics would differ by design between the two runs
     torch.manual_seed(0)
-    return build_model(model_config_by_name("tiny-vit"))
+    return build_model(model_config_by_name("tiny-vit", {"sigmoid_logits": loss_kind == "siglip"}))
 
 
-def loss_and_gradients(model, images, tokens, local_loss):
-    loss = ClipLoss(local_loss)(*model(images, tokens))
+def loss_and_gradients(model, images, tokens, loss_kind):
+    loss = LOSSES[loss_kind]()(*model(images, tokens))
     loss.backward()
     module = getattr(model, "module", model)
     return loss, {name: param.grad for name, param in module.named_parameters()}
 
 
-def run_rank(rank, world_size, port, local_loss, out_path):
+def run_rank(rank, world_size, port, loss_kind, out_path):
     with gloo_process_group(rank, world_size, port):
         images, tokens = global_batch()
         rows = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
-        model = DistributedDataParallel(fresh_model())
-        loss, gradients = loss_and_gradients(model, images[rows], tokens[rows], local_loss)
+        model = DistributedDataParallel(fresh_model(loss_kind))
+        loss, gradients = loss_and_gradients(model, images[rows], tokens[rows], loss_kind)
         if rank == 0:
             torch.save({"loss": all_reduce_mean(loss), "gradients": gradients}, out_path)
         else:
             all_reduce_mean(loss)
 
 
-@pytest.mark.parametrize("local_loss", [False, True])
-def test_two_rank_loss_and_gradients_equal_one_rank(tmp_path, local_loss):
-    mp.spawn(run_rank, args=(2, free_port(), local_loss, tmp_path / "rank0.pt"), nprocs=2, join=True)
+@pytest.mark.parametrize("loss_kind", list(LOSSES))
+def test_two_rank_loss_and_gradients_equal_one_rank(tmp_path, loss_kind):
+    mp.spawn(run_rank, args=(2, free_port(), loss_kind, tmp_path / "rank0.pt"), nprocs=2, join=True)
     two_ranks = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    single_loss, single_gradients = loss_and_gradients(fresh_model(), *global_batch(), local_loss)
+    single_loss, single_gradients = loss_and_gradients(fresh_model(loss_kind), *global_batch(), loss_kind)
     torch.testing.assert_close(two_ranks["loss"], single_loss.detach(), rtol=1e-5, atol=0)
     assert single_gradients.keys() == two_ranks["gradients"].keys()
     for name, gradient in single_gradients.items():

@@ -1,6 +1,7 @@
 """Training that starts from a weights file (model.init_from): open_clip and OpenAI TorchScript files start training
 with exactly load_model's features, then move, with the logit scale clamped; the run records where its weights came
-from; a disagreeing model.name and a file that is no CLIP checkpoint are one line each."""
+from; a disagreeing model.name and a file that is no CLIP checkpoint are one line each; a CLIP file's locked image
+tower trains with SigLIP's loss."""
 import copy
 
 import open_clip
@@ -119,3 +120,16 @@ def test_init_from_a_file_that_is_not_a_clip_checkpoint_is_one_line(coco_dataset
     stderr = capsys.readouterr().err.strip()
     assert stderr.startswith(f"error: {path}") and len(stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_locked_clip_image_tower_trains_with_siglip(coco_dataset, tmp_path):
+    """LiT with SigLIP's loss from a CLIP-trained file: the model gains a logit bias, the image tower stays."""
+    weights = open_clip_checkpoint(tmp_path / "weights.pt")
+    assert train.main(command(coco_dataset, tmp_path / "run", f"model.init_from={weights}", "loss.kind=siglip",
+                              "model.lock_image=true", "model.lock_image_freeze_bn_stats=true")) == 0
+    trained = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["model"]
+    start = small_open_clip(quick_gelu=False).state_dict()
+    assert "logit_bias" in trained and trained["logit_bias"].item() != -10.0
+    for name, tensor in start.items():
+        if name.startswith("visual."):
+            assert torch.equal(trained[name], tensor), f"{name} moved although locked"

@@ -45,6 +45,13 @@ class LoopConfig:
 
 
 @dataclasses.dataclass
+class LossConfig:
+    # clip: softmax over the global batch (Radford et al. 2021); siglip: a sigmoid per image-caption pair with a
+    # learnable bias (Zhai et al. 2023), which gives the model a logit bias
+    kind: typing.Literal["clip", "siglip"] = "clip"
+
+
+@dataclasses.dataclass
 class CheckpointConfig:
     every_steps: int = 1000
     keep_last: int = 3
@@ -61,4 +68,5 @@ class TrainerConfig:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     train: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)

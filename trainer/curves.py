@@ -9,6 +9,7 @@ from trainer.optim import MAX_LOGIT_SCALE  # noqa: E402
 from utils.atomic_files import write_atomically  # noqa: E402
 
 PANELS = (("loss", None), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"),
+          ("logit_bias", "logit bias (SigLIP)"),
           ("samples_per_s", "throughput (samples/s)"))
 
 

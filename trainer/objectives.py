@@ -3,7 +3,9 @@ a batch into a loss, does what must follow each optimiser step, and names the ex
 import torch
 import torch.nn.functional as F
 
+from trainer.accumulation import average_over_micro_batches, whole_batch_contrast
 from trainer.loss import ClipLoss
+from trainer.siglip_loss import SigLipLoss
 from trainer.optim import clamp_logit_scale
 from utils.precision import autocast
 
@@ -12,19 +14,33 @@ EXAMPLE_CAPTION_TOKENS = 32
 
 
 class ContrastiveObjective:
-    """CLIP pre-training on {"images", "tokens"} batches: the symmetric contrastive loss over the global batch."""
-    loss_name = "contrastive loss"
+    """CLIP pre-training on {"images", "tokens"} batches: a loss over every image-caption pair of the global batch,
+    CLIP's softmax (kind "clip") or SigLIP's sigmoid (kind "siglip", for models with a logit bias)."""
 
-    def __init__(self, local_loss: bool = False):
-        self.loss_fn = ClipLoss(local_loss=local_loss)
+    def __init__(self, kind: str = "clip", local_loss: bool = False):
+        self.loss_fn = SigLipLoss() if kind == "siglip" else ClipLoss(local_loss=local_loss)
+        self.loss_name = "sigmoid loss" if kind == "siglip" else "contrastive loss"
 
     def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
+        image_features, text_features, loss_parameters = self.features(model, batch, device, precision)
+        return self.loss_fn(image_features, text_features, *loss_parameters)
+
+    def features(self, model, batch: dict, device, precision: str):
+        """Image features, text features and the loss's parameters (logit scale, and bias for SigLIP), all in
+        fp32: the loss over the whole global batch is where low precision hurts most."""
         images = batch["images"].to(device, non_blocking=True)
         tokens = batch["tokens"].to(device, non_blocking=True)  # the loader cut the padding after the longest
         with autocast(device, precision):
-            image_features, text_features, logit_scale = model(images, tokens)
-        # the loss in fp32: its softmax over the whole global batch is where low precision hurts most
-        return self.loss_fn(image_features.float(), text_features.float(), logit_scale.float())
+            image_features, text_features, *loss_parameters = model(images, tokens)
+        return image_features.float(), text_features.float(), tuple(value.float() for value in loss_parameters)
+
+    def accumulate_gradients(self, model, micro_batches: list[dict], scaler, device, precision: str) -> torch.Tensor:
+        """The gradients of the step's whole batch: every micro-batch is contrasted with all the others."""
+        if len(micro_batches) == 1:
+            return average_over_micro_batches(model, micro_batches, lambda m, b: self.loss(m, b, device, precision),
+                                              scaler)
+        return whole_batch_contrast(model, micro_batches, lambda m, b: self.features(m, b, device, precision),
+                                    self.loss_fn, scaler)
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
         """Random images and captions in the shape of the loader's batches, whose token columns end after the
@@ -40,7 +56,10 @@ class ContrastiveObjective:
         clamp_logit_scale(model)
 
     def logged_values(self, model) -> dict:
-        return {"logit_scale": model.logit_scale.exp().item()}
+        logged = {"logit_scale": model.logit_scale.exp().item()}
+        if model.config.sigmoid_logits:
+            logged["logit_bias"] = model.logit_bias.item()
+        return logged
 
 
 class ClassificationObjective:
@@ -52,6 +71,11 @@ class ClassificationObjective:
         with autocast(device, precision):
             logits = model(images)
         return F.cross_entropy(logits.float(), batch["labels"].to(device, non_blocking=True))
+
+    def accumulate_gradients(self, model, micro_batches: list[dict], scaler, device, precision: str) -> torch.Tensor:
+        """Each image's loss is its own: the average over micro-batches is the large batch's."""
+        return average_over_micro_batches(model, micro_batches, lambda m, b: self.loss(m, b, device, precision),
+                                          scaler)
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
         """Random images and labels in the shape of the loader's batches."""

@@ -33,7 +33,8 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 @torch.no_grad()
 def clamp_logit_scale(model: nn.Module) -> None:
-    """After every optimiser step: CLIP keeps the learnable temperature in [1, 100]."""
+    """After every optimiser step: CLIP keeps the learnable temperature in [1, 100]. SigLIP's temperature starts
+    at 10 and grows within the same cap, as in open_clip (its SigLIP runs settle well below 100)."""
     model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
 

@@ -48,6 +48,9 @@ class Objective(Protocol):
 
     def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor: ...
 
+    def accumulate_gradients(self, model, micro_batches: list[dict], scaler, device, precision: str) -> torch.Tensor:
+        """Back-propagates the step's micro-batches (trainer.accumulation); returns the step's loss."""
+
     def after_step(self, model) -> None: ...
 
     def logged_values(self, model) -> dict: ...
@@ -309,16 +312,8 @@ def groups_of(batches, size: int):
 
 
 def accumulate_gradients(ddp_model, micro_batches, objective, scaler, device, precision):
-    """Forward and backward over the micro-batches of one step; gradients are averaged over them and (by DDP)
-    synchronised across ranks on the last one only. Returns the step's loss (on the device) and its skipped images."""
-    total_loss, skipped = 0.0, 0
-    for index, batch in enumerate(micro_batches):
-        last = index == len(micro_batches) - 1
-        no_sync = ddp_model.no_sync() if isinstance(ddp_model, DistributedDataParallel) and not last \
-            else contextlib.nullcontext()
-        with no_sync:
-            loss = objective.loss(ddp_model, batch, device, precision) / len(micro_batches)
-            scaler.scale(loss).backward()
-        total_loss = total_loss + loss.detach()
-        skipped += batch["skipped"]
-    return total_loss, skipped
+    """Forward and backward over the micro-batches of one step (how they combine is the objective's:
+    trainer.accumulation); DDP synchronises gradients on the last one only. Returns the step's loss (on the
+    device) and its skipped images."""
+    loss = objective.accumulate_gradients(ddp_model, micro_batches, scaler, device, precision)
+    return loss, sum(batch["skipped"] for batch in micro_batches)
