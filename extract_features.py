@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from dataloader.eval_datasets import READERS, SPLITS, read_eval_set
+from dataloader.eval_datasets import SPLITS, add_eval_set_arguments, read_eval_set
 from evaluation.feature_export import FORMATS, check_output_file, readable_paths, write_feature_file
 from evaluation.feature_sets import eval_set_features
 from evaluation.inference_precision import choose_inference_precision
@@ -32,8 +32,7 @@ from utils.errors import UserError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
-    parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
-    parser.add_argument("--data_dir", required=True)
+    add_eval_set_arguments(parser)
     parser.add_argument("--dataset", default=None, help="cifar10 or cifar100 for CIFAR (default: the folder says)")
     parser.add_argument("--split", default=None, help="train or test for CIFAR (default: test)")
     parser.add_argument("--classnames", default=None, help="file with one class name per line, in label order")

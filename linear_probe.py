@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dataloader.eval_datasets import READERS, read_eval_set
+from dataloader.eval_datasets import add_eval_set_arguments, read_eval_set
 from dataloader.splits import plan_splits, stratified_split
 from evaluation.feature_sets import eval_set_features
 from evaluation.features import ImageFeatures
@@ -45,8 +45,7 @@ def k_values(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
-    parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
-    parser.add_argument("--data_dir", required=True, help="the training images")
+    add_eval_set_arguments(parser, "the training images")
     parser.add_argument("--test_dir", default=None, help="the test images (default: see above)")
     parser.add_argument("--dataset", default=None,
                         help="cifar10 or cifar100 for --dataset_type cifar; otherwise the name of the result files")

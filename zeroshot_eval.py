@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from dataloader.eval_datasets import READERS, read_eval_set
+from dataloader.eval_datasets import add_eval_set_arguments, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import nonfinite_warning, summary_lines, write_template_comparison, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
@@ -26,8 +26,7 @@ from utils.errors import UserError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ScriptArgumentParser(__doc__)
     add_checkpoint_argument(parser)
-    parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
-    parser.add_argument("--data_dir", required=True)
+    add_eval_set_arguments(parser)
     parser.add_argument("--dataset", default=None,
                         help="cifar10 or cifar100 for --dataset_type cifar (default: the one the folder holds or "
                              "names); otherwise the name of the result files (default: the data folder's name)")
