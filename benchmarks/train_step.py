@@ -24,6 +24,7 @@ from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, m
                                matmul_peak, median_seconds, training_flops_per_sample)
 from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
 from model import build_model, model_config_by_name
+from model.grad_checkpointing import set_grad_checkpointing
 from utils.tokenizer import tokenize, trim_padding
 from trainer.objectives import ContrastiveObjective
 from trainer.precision_choice import training_workload
@@ -43,12 +44,14 @@ class Variant:
     compile: bool = False
     fused_adamw: bool = True
     full_context: bool = False  # one caption fills the whole context: nothing left for trim_padding to skip
+    grad_checkpointing: bool = False  # activations recomputed in the backward pass (train.grad_checkpointing)
 
     @property
     def name(self) -> str:
         levers = [label for on, label in ((not self.channels_last, "NCHW"), (self.compile, "compiled"),
                                           (not self.fused_adamw, "for-loop AdamW"),
-                                          (self.full_context, "full-context caption")) if on]
+                                          (self.full_context, "full-context caption"),
+                                          (self.grad_checkpointing, "grad checkpointing")) if on]
         return f"{self.side} {self.precision}" + (f" ({', '.join(levers)})" if levers else "")
 
 
@@ -76,6 +79,7 @@ def our_step(config, variant: Variant, images, tokens):
     model = build_model(config).to(device).train()
     if variant.channels_last:  # as the trainer does by default (train.channels_last)
         model = model.to(memory_format=torch.channels_last)
+    set_grad_checkpointing(model, variant.grad_checkpointing)
     optimizer = build_optimizer(model, OptimizerConfig())
     if not variant.fused_adamw:  # a lever under test: PyTorch's default, one parameter at a time
         for group in optimizer.param_groups:
@@ -164,7 +168,7 @@ def variants(levers: bool, compile_lever: bool, native_bf16: bool) -> list[Varia
     if levers:
         fast = "bf16" if native_bf16 else "fp32"
         chosen += [Variant("ours", fast, channels_last=False), Variant("ours", fast, fused_adamw=False),
-                   Variant("ours", fast, full_context=True)]
+                   Variant("ours", fast, full_context=True), Variant("ours", fast, grad_checkpointing=True)]
     if compile_lever:
         chosen.append(Variant("ours", "bf16" if native_bf16 else "fp32", compile=True))
     return chosen

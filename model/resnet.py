@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from model.grad_checkpointing import run_block
+
 # (convolution, batch norm right after it) by attribute name, in the stem, the blocks and their downsampling paths
 CONV_NORM_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("0", "1"))
 
@@ -89,6 +91,7 @@ class ModifiedResNet(nn.Module):
         self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
         self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
         self.attnpool = AttentionPool2d(image_size // 32, width * 32, heads, output_dim)
+        self.grad_checkpointing = False  # model.grad_checkpointing.set_grad_checkpointing
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         stage = [Bottleneck(self._inplanes, planes, stride)]
@@ -111,7 +114,8 @@ class ModifiedResNet(nn.Module):
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.act2(self.bn2(self.conv2(x)))
         x = self.avgpool(self.act3(self.bn3(self.conv3(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for block in (*self.layer1, *self.layer2, *self.layer3, *self.layer4):
+            x = run_block(block, x, recompute=self.grad_checkpointing)
         return self.attnpool(x)
 
 

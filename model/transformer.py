@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.grad_checkpointing import run_block
+
 
 class QuickGELU(nn.Module):
     """OpenAI CLIP's GELU approximation; checkpoints trained with it need it to reproduce their features."""
@@ -54,10 +56,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, activation) for _ in range(layers))
+        self.grad_checkpointing = False  # model.grad_checkpointing.set_grad_checkpointing
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         for block in self.resblocks:
-            x = block(x, causal)
+            x = run_block(block, x, causal, recompute=self.grad_checkpointing)
         return x
 
     def init_weights(self):

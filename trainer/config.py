@@ -37,6 +37,7 @@ class LoopConfig:
     num_threads: int | None = None  # CPU threads for torch; None keeps torch's default
     channels_last: bool = True  # channels-last memory for the image tower's convolutions: faster, same result
     compile: bool = False  # torch.compile the model's forward: faster steps after a compile of seconds to minutes
+    grad_checkpointing: bool = False  # recompute block activations in the backward pass: less memory, more compute
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum_steps", "log_every_steps"):
