@@ -1,0 +1,27 @@
+"""Every experiment YAML in configs/ loads as a training configuration (a typo there would be one error line for
+the user who runs it), and the reference recipe holds the reference run's settings."""
+from pathlib import Path
+
+import pytest
+
+import train
+from model import model_config_by_name
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+REFERENCE = Path(__file__).parents[1] / "configs" / "recipes" / "coco-rn50-reference.yaml"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_config_loads(path):
+    config = train.load_run_config(train.parse_args(["--config", str(path)]))
+    model_config_by_name(config.model.name or "RN50", config.model.overrides)
+
+
+def test_the_reference_recipe_is_the_reference_run():
+    config = train.load_run_config(train.parse_args(["--config", str(REFERENCE)]))
+    assert (config.train.epochs, config.train.batch_size) == (35, 64)  # x 4 GPUs: global batch 256
+    assert (config.optimizer.lr, config.optimizer.eps, config.optimizer.weight_decay) == (5e-4, 1e-8, 0.1)
+    assert config.schedule.warmup_fraction == 0.2
+    model = model_config_by_name(config.model.name, config.model.overrides)
+    assert (model.vision_layers, model.text_layers, model.text_width) == ([3, 4, 6, 3], 6, 512)
+    assert model.image_mean == [0.4225, 0.4012, 0.3659] and model.image_std == [0.2681, 0.2635, 0.2763]
