@@ -13,13 +13,15 @@ def run_block(block: nn.Module, *inputs, recompute: bool):
     if not (recompute and torch.is_grad_enabled()):
         return block(*inputs)
     return checkpoint(block, *inputs, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), batch_norm_statistics_kept(block)))
+                      context_fn=lambda: (contextlib.nullcontext(), batch_norm_statistics_restored(block)))
 
 
 @contextlib.contextmanager
-def batch_norm_statistics_kept(module: nn.Module):
+def batch_norm_statistics_restored(module: nn.Module):
     """Around the recomputation: a batch norm in training mode would count the batch a second time in its running
-    statistics, so they are put back as they were after the forward pass."""
+    statistics, so they are put back as they were after the forward pass. (Switching their tracking off instead, as
+    trainer.accumulation does for its no-grad pass, would run another batch-norm kernel, which saves other tensors
+    than the forward did: the recomputation must repeat the forward exactly.)"""
     norms = [norm for norm in module.modules() if isinstance(norm, nn.modules.batchnorm._BatchNorm)
              and norm.track_running_stats and norm.training]
     saved = [[buffer.clone() for buffer in (norm.running_mean, norm.running_var, norm.num_batches_tracked)]
