@@ -71,6 +71,7 @@ def test_architecture_mismatch_names_the_keys(tmp_path):
 @pytest.mark.parametrize("content, expected", [
     (b"", "not a readable PyTorch checkpoint"),
     (b"this is not a checkpoint at all", "checkpoint|pickle"),
+    (b"\xff\xd8\xff\xe0 a JPEG", r"x\.pt: not a readable PyTorch checkpoint \(neither a zip archive nor a pickle"),
 ])
 def test_unreadable_files_are_one_line_errors(tmp_path, content, expected):
     (tmp_path / "x.pt").write_bytes(content)

@@ -13,6 +13,7 @@ from utils.atomic_files import write_atomically, write_text_atomically
 from utils.errors import UserError
 
 CHUNK_BYTES = 16 << 20
+PICKLE_PROTOCOL_MARK = b"\x80"  # the first byte of every pickle of protocol 2 or later
 
 
 def save_checkpoint_atomic(payload: dict, path, checksum: bool = False) -> None:
@@ -59,6 +60,16 @@ def checksum_problem(path) -> str | None:
     return None
 
 
+def format_problem(path: Path) -> str | None:
+    """Why `path` cannot be a PyTorch file at all (torch.save writes a zip archive, or a pickle in older formats),
+    or None: an image or a text file would otherwise be reported as a pickle refused for safety."""
+    with open(path, "rb") as file:
+        start = file.read(1)
+    if start == PICKLE_PROTOCOL_MARK or zipfile.is_zipfile(path):
+        return None
+    return "not a readable PyTorch checkpoint (neither a zip archive nor a pickle: is it the right file?)"
+
+
 def is_torchscript_archive(path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -72,7 +83,7 @@ def load_checkpoint(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    problem = checksum_problem(path)
+    problem = checksum_problem(path) or format_problem(path)
     if problem:
         raise UserError(f"{path}: {problem}")
     try:
