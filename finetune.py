@@ -80,7 +80,8 @@ class Splits:
 
 def parse_args(argv):
     parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
+    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
+                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
     parser.add_argument("--checkpoint_path", help="our checkpoint, an OpenAI or open_clip file, or a config name")
     parser.add_argument("--dataset_type", choices=sorted(READERS), help="data.dataset_type")
     parser.add_argument("--data_dir", help="the training images (data.data_dir)")

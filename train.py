@@ -1,12 +1,12 @@
 """Train CLIP on image-caption data.
 
-    python train.py [--config EXPERIMENT.yaml] [--train_data PATH] [--train_img_dir DIR]
+    python train.py [--config EXPERIMENT.yaml ...] [--train_data PATH] [--train_img_dir DIR]
                     [--train_annotation_file FILE] [--resume auto|PATH] [key.sub=value ...]
     torchrun --nproc_per_node 4 train.py ...      (one process per GPU)
 
 The configuration is trainer/train_config.yaml, dataloader/data_config.yaml and evaluation/eval_config.yaml, then
-the experiment YAML (only its differences), then the flags and dotted overrides; the resolved result is saved in
-the run folder.
+the experiment YAMLs in order (each only its differences; `include: [file, ...]` in one layers those files first),
+then the flags and dotted overrides; the resolved result is saved in the run folder.
 """
 import dataclasses
 import sys
@@ -66,7 +66,8 @@ class RunConfig(TrainerConfig):
 
 def parse_args(argv):
     parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--config", help="experiment YAML holding only its changes to the defaults")
+    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
+                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
     parser.add_argument("--train_data", help="COCO .json, .csv/.tsv, .jsonl or webdataset shards (data.train_data)")
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from utils.config import build, merge, parse_override, read_yaml
+from utils.config import build, load_layered, merge, parse_override, read_yaml
 from utils.errors import UserError
 
 
@@ -66,3 +66,27 @@ def test_dotted_override_merges_and_types():
 def test_malformed_override_is_rejected(text):
     with pytest.raises(UserError, match="expected KEY=VALUE"):
         parse_override(text)
+
+
+def test_experiment_files_layer_in_order_and_include_relative_files(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.yaml").write_text("epochs: 3\noptimizer:\n  lr: 0.1\n  name: sgd\n")
+    (tmp_path / "recipes" / "recipe.yaml").write_text("include: base.yaml\noptimizer:\n  lr: 0.2\n")
+    (tmp_path / "data.yaml").write_text("precision: bf16\nepochs: 5\n")
+    config = load_layered(Root, {"defaults": {}}, [str(tmp_path / "data.yaml"), str(tmp_path / "recipes" / "recipe.yaml")],
+                          {}, ["optimizer.name=adamw"])
+    # the recipe's included base comes after data.yaml (epochs 3 wins), the recipe after its base, overrides last
+    assert (config.epochs, config.precision, config.optimizer.lr, config.optimizer.name) == (3, "bf16", 0.2, "adamw")
+
+
+def test_an_include_cycle_and_a_malformed_include_are_one_line(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
+    with pytest.raises(UserError, match=r"a.yaml: includes itself"):
+        load_layered(Root, {}, [str(tmp_path / "a.yaml")], {}, [])
+    (tmp_path / "c.yaml").write_text("include: {file: a.yaml}\n")
+    with pytest.raises(UserError, match=r"c.yaml: 'include' must be a file name or a list of them"):
+        load_layered(Root, {}, [str(tmp_path / "c.yaml")], {}, [])
+    (tmp_path / "d.yaml").write_text("include: missing.yaml\n")
+    with pytest.raises(UserError, match=r"config file not found: .*missing.yaml"):
+        load_layered(Root, {}, [str(tmp_path / "d.yaml")], {}, [])

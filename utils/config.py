@@ -71,16 +71,39 @@ def dotted(key: str, value) -> dict:
     return value
 
 
-def load_layered(cls, defaults: dict[str, dict], experiment: str | None, flags: dict, overrides: list[str]):
+INCLUDE_KEY = "include"
+
+
+def experiment_layers(path, including: tuple = ()) -> list[tuple[str, dict]]:
+    """(file, settings) of an experiment YAML and, before it, of the files its `include:` list names (paths
+    relative to it, themselves free to include others): a recipe built on other recipes holds only its changes."""
+    path = Path(path)
+    if path.resolve() in including:
+        raise UserError(f"{path}: includes itself (through {' -> '.join(str(file) for file in including)})")
+    settings = read_yaml(path)
+    included = settings.pop(INCLUDE_KEY, [])
+    if isinstance(included, str):
+        included = [included]
+    if not isinstance(included, list) or not all(isinstance(name, str) for name in included):
+        raise UserError(f"{path}: '{INCLUDE_KEY}' must be a file name or a list of them, got {included!r}")
+    layers = []
+    for name in included:
+        layers += experiment_layers(path.parent / name, (*including, path.resolve()))
+    return layers + [(str(path), settings)]
+
+
+def load_layered(cls, defaults: dict[str, dict], experiments: list[str] | None, flags: dict, overrides: list[str]):
     """Build `cls` from layers, each overriding the one before: the defaults ({source file: its settings}), the
-    experiment YAML (only its differences), the command-line flags ({dotted key: value}, None = not given), then
-    `key=value` overrides. Errors name the layers the values came from."""
+    experiment YAMLs in order (each only its differences, e.g. a data file and then a recipe), the command-line
+    flags ({dotted key: value}, None = not given), then `key=value` overrides. Errors name the layers the values
+    came from."""
     settings, sources = {}, list(defaults)
     for layer in defaults.values():
         settings = merge(settings, layer)
-    if experiment:
-        settings = merge(settings, read_yaml(experiment))
-        sources.append(experiment)
+    for experiment in experiments or []:
+        for path, layer in experiment_layers(experiment):
+            settings = merge(settings, layer)
+            sources.append(path)
     given = {key: value for key, value in flags.items() if value is not None}
     for key, value in given.items():
         settings = merge(settings, dotted(key, value))
