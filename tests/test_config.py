@@ -73,8 +73,8 @@ def test_experiment_files_layer_in_order_and_include_relative_files(tmp_path):
     (tmp_path / "recipes" / "base.yaml").write_text("epochs: 3\noptimizer:\n  lr: 0.1\n  name: sgd\n")
     (tmp_path / "recipes" / "recipe.yaml").write_text("include: base.yaml\noptimizer:\n  lr: 0.2\n")
     (tmp_path / "data.yaml").write_text("precision: bf16\nepochs: 5\n")
-    config = load_layered(Root, {"defaults": {}}, [str(tmp_path / "data.yaml"), str(tmp_path / "recipes" / "recipe.yaml")],
-                          {}, ["optimizer.name=adamw"])
+    experiments = [str(tmp_path / "data.yaml"), str(tmp_path / "recipes" / "recipe.yaml")]
+    config = load_layered(Root, {"defaults": {}}, experiments, {}, ["optimizer.name=adamw"])
     # the recipe's included base comes after data.yaml (epochs 3 wins), the recipe after its base, overrides last
     assert (config.epochs, config.precision, config.optimizer.lr, config.optimizer.name) == (3, "bf16", 0.2, "adamw")
 
