@@ -10,6 +10,8 @@ from PIL import Image
 
 from dataloader.color_jitter import grey, jitter_colors
 from dataloader.config import DataConfig
+from dataloader.labelled_train_set import LabelledImageDataset
+from dataloader.sampler import sample_rng
 from dataloader.transforms import TrainImageTransform
 from model.config import OPENAI_MEAN, OPENAI_STD
 from model.preprocess import image_transform
@@ -200,3 +202,12 @@ def test_transform_from_config_takes_every_augmentation_key():
 def test_augmentation_keys_out_of_range_are_rejected_by_name(key, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         DataConfig(**{key: value})
+
+
+def test_labelled_images_are_flipped_plainly_with_the_drawn_crop():
+    image = asymmetric_image()
+    transform = TrainImageTransform(24, OPENAI_MEAN, OPENAI_STD, min_area=0.6, flip_probability=1.0)
+    pixels, label = LabelledImageDataset([(image, 5)], transform, seed=2, strict=False).read(epoch=1, index=0)
+    rng = sample_rng(2, 1, 0)
+    assert transform.draw_flip(rng) and label == 5
+    assert torch.equal(pixels, transform.apply(image, rng, flip=True))
