@@ -42,7 +42,8 @@ class TrainImageTransform:
         return self.apply(load_rgb_image(path, min_side=self.decode_side), rng, flip)
 
     def draw_flip(self, rng: np.random.Generator) -> bool:
-        """Whether to mirror the sample; the caller draws it first, as a caption may have to follow it."""
+        """Whether to mirror the sample; the caller draws it first, as a caption may have to follow it. Drawn
+        whenever horizontal_flip > 0, also for a sample that sided_captions: no_flip then keeps unflipped."""
         return self.flip_probability > 0 and rng.random() < self.flip_probability
 
     def apply(self, image: Image.Image, rng: np.random.Generator, flip: bool = False) -> torch.Tensor:
