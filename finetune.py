@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from dataloader.config import LabelledDataConfig
 from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
-from dataloader.labelled_train_set import build_labelled_train_loader, decoded, train_transform
+from dataloader.labelled_train_set import build_labelled_train_loader, decoded
 from dataloader.splits import plan_splits, stratified_split
+from dataloader.transforms import TrainImageTransform
 from evaluation.during_training import process_shard
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
@@ -191,8 +192,8 @@ def fine_tune(args) -> int:
             config.train.precision, clip_model.to(ctx.device).eval(), ctx.device, config.train.batch_size,
             channels_last=False).precision)[0]
         image_config = clip_model.config
-        transform = train_transform(config.data, image_config.image_size, image_config.image_mean,
-                                    image_config.image_std)
+        transform = TrainImageTransform.from_config(config.data, image_config.image_size, image_config.image_mean,
+                                                    image_config.image_std)
         splits = read_splits(config.data, transform.decode_side, preprocess, image_config.image_size)
         classifier = build_classifier(clip_model, splits, config, ctx.device, precision)
         del clip_model  # the text tower is not needed any more: free its memory

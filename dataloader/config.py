@@ -1,10 +1,12 @@
-"""What the training data pipelines read and how: paths, worker processes, sampling and crop options."""
+"""What the training data pipelines read and how: paths, worker processes, sampling and augmentation options."""
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Literal
 
 DEFAULTS_FILE = Path(__file__).with_name("data_config.yaml")
 COCO_TRAIN_IMAGES = "data/coco/train2017"
+SidedCaptions = Literal["swap", "no_flip"]  # dataloader.caption_sides
 
 
 @dataclasses.dataclass
@@ -15,6 +17,9 @@ class LoaderConfig:
     strict_images: bool = False  # raise on a missing/corrupt image instead of skipping it
     train_crop: Literal["random", "center"] = "random"
     random_crop_min_area: float = 0.9  # "random": a square of this to 1.0 times the largest square's area
+    random_crop_max_aspect: float = 1.0  # "random": the crop's width / height drawn in [1 / this, this]
+    horizontal_flip: float = 0.0  # probability of mirroring a training image left to right
+    color_jitter: float = 0.0  # brightness, contrast and saturation each scaled by a factor in [1 - this, 1 + this]
 
     def __post_init__(self):
         if self.num_workers < 0:
@@ -23,6 +28,12 @@ class LoaderConfig:
             raise ValueError(f"prefetch_factor must be at least 1, got {self.prefetch_factor}")
         if not 0.0 < self.random_crop_min_area <= 1.0:
             raise ValueError(f"random_crop_min_area must be in (0, 1], got {self.random_crop_min_area}")
+        if self.random_crop_max_aspect < 1:
+            raise ValueError(f"random_crop_max_aspect must be at least 1, got {self.random_crop_max_aspect}")
+        if not 0.0 <= self.horizontal_flip <= 1.0:
+            raise ValueError(f"horizontal_flip must be a probability in [0, 1], got {self.horizontal_flip}")
+        if not 0.0 <= self.color_jitter <= 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1] (factors stay non-negative), got {self.color_jitter}")
 
 
 @dataclasses.dataclass
@@ -40,6 +51,7 @@ class DataConfig(LoaderConfig):
     num_samples: int | None = None  # shards: samples per epoch; None: from sizes.json / *_stats.json
     shuffle_buffer: int = 1000  # shards: samples held for shuffling by each worker
     resampled: bool = False  # shards: draw shards with replacement instead of each once per epoch
+    sided_captions: SidedCaptions = "swap"  # a flipped sample's caption naming left/right: swap the sides | no_flip
 
     def __post_init__(self):
         super().__post_init__()
@@ -49,6 +61,8 @@ class DataConfig(LoaderConfig):
             raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
         if self.shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be at least 1 (1: no shuffling), got {self.shuffle_buffer}")
+        if self.sided_captions not in typing.get_args(SidedCaptions):
+            raise ValueError(f"sided_captions must be swap or no_flip, got {self.sided_captions!r}")
 
 
 @dataclasses.dataclass

@@ -1,5 +1,6 @@
 """Labelled images as training samples for fine-tuning: any set that dataloader.eval_datasets reads, with the
-training transform's seeded random crop, in the training loader's (seed, epoch, batch)-determined batches."""
+training transform's seeded augmentation (a flip is plain: labels name no side), in the training loader's
+(seed, epoch, batch)-determined batches."""
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -32,15 +33,12 @@ class LabelledImageDataset(TrainSamples):
         if isinstance(sample, UnreadableImage):
             return sample.path
         image, label = sample
-        return self.transform.apply(image, sample_rng(self.seed, epoch, index)), label
+        rng = sample_rng(self.seed, epoch, index)
+        return self.transform.apply(image, rng, self.transform.draw_flip(rng)), label
 
     def placeholder(self) -> tuple[torch.Tensor, int]:
         size = self.transform.image_size
         return torch.zeros(3, size, size), 0
-
-
-def train_transform(config: LabelledDataConfig, image_size: int, mean, std) -> TrainImageTransform:
-    return TrainImageTransform(image_size, mean, std, config.train_crop, config.random_crop_min_area)
 
 
 def build_labelled_train_loader(images: Dataset, transform: TrainImageTransform, config: LabelledDataConfig, *,

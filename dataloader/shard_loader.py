@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataloader.config import DataConfig
+from dataloader.caption_sides import flip_with_caption
+from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.sampler import sample_rng
 from dataloader.shards import (IMG2DATASET_STATS, SIZES_FILE, check_shard, image_and_captions, list_shards,
@@ -134,10 +135,11 @@ class ShardSamples(Dataset):
     by the sample read before it in the same stream (so the replacement, too, depends on the position alone)."""
 
     def __init__(self, plan: ShardPlan, rank: int, transform: TrainImageTransform, *, batch_size: int,
-                 context_length: int, seed: int, caption_key: str, strict: bool):
+                 context_length: int, seed: int, caption_key: str, strict: bool,
+                 sided_captions: SidedCaptions = "swap"):
         self.plan, self.rank, self.transform = plan, rank, transform
         self.batch_size, self.context_length, self.seed = batch_size, context_length, seed
-        self.caption_key, self.strict = caption_key, strict
+        self.caption_key, self.strict, self.sided_captions = caption_key, strict, sided_captions
         self._stream = None  # per process: the stream read last
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[SampleProblem]]:
@@ -181,7 +183,8 @@ class ShardSamples(Dataset):
         except UNREADABLE_IMAGE_ERRORS:
             return SampleProblem(f"{sample['__url__']}/{sample['__key__']}", fatal=False)
         caption = captions[rng.integers(len(captions))]  # one of the image's captions, drawn anew each epoch
-        return self.transform.apply(image, rng), tokenize(caption, self.context_length)[0]
+        flip, caption = flip_with_caption(caption, self.transform.draw_flip(rng), self.sided_captions)
+        return self.transform.apply(image, rng, flip), tokenize(caption, self.context_length)[0]
 
 
 class ShardLoader(TrainLoader):
@@ -220,6 +223,7 @@ def build_shard_loader(config: DataConfig, source: str, settings: BatchSettings)
                      config.resampled)
     dataset = ShardSamples(plan, settings.rank, settings.transform(config), batch_size=settings.batch_size,
                            context_length=settings.context_length, seed=settings.seed,
-                           caption_key=config.caption_key, strict=config.strict_images)
+                           caption_key=config.caption_key, strict=config.strict_images,
+                           sided_captions=config.sided_captions)
     return ShardLoader(dataset, order, target_key="tokens", num_workers=config.num_workers,
                        prefetch_factor=config.prefetch_factor, pin_memory=settings.pin_memory, skipped_at_start=[])

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from dataloader.caption_sides import flip_with_caption
 from dataloader.coco import CaptionedImages
-from dataloader.config import DataConfig
+from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS
 from dataloader.memory_cache import decode_into_memory
 from dataloader.packed_strings import PackedStrings
@@ -56,12 +57,15 @@ class TrainSamples(Dataset):
 
 
 class CaptionedImageDataset(TrainSamples):
-    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair)."""
+    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair),
+    mirrored as its generator draws, with the caption following the flip as `sided_captions` says."""
 
     def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
-                 seed: int, all_captions: bool, strict: bool, memory_cache_mb: float = 0):
+                 seed: int, all_captions: bool, strict: bool, memory_cache_mb: float = 0,
+                 sided_captions: SidedCaptions = "swap"):
         super().__init__(strict)
         self.transform, self.context_length, self.seed = transform, context_length, seed
+        self.sided_captions = sided_captions
         self.image_paths = PackedStrings(data.image_paths)
         self.captions = PackedStrings(caption for captions in data.captions for caption in captions)
         self.caption_count = np.array([len(captions) for captions in data.captions], dtype=np.int64)
@@ -85,26 +89,28 @@ class CaptionedImageDataset(TrainSamples):
             caption_index = index
         else:
             caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
-        image = self._read(image_index, rng)
+        written = self.captions[caption_index]
+        flip, caption = flip_with_caption(written, self.transform.draw_flip(rng), self.sided_captions)
+        image = self._read(image_index, rng, flip)
         if image is None:
             return self.image_paths[image_index]
-        if self.in_memory is not None:
+        if self.in_memory is not None and caption == written:  # tokenized at start-up unless its sides were swapped
             return image, self.in_memory.tokens[caption_index].long()
-        return image, tokenize(self.captions[caption_index], self.context_length)[0]
+        return image, tokenize(caption, self.context_length)[0]
 
     def placeholder(self) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.transform.image_size
         return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long)
 
-    def _read(self, image_index: int, rng: np.random.Generator) -> torch.Tensor | None:
+    def _read(self, image_index: int, rng: np.random.Generator, flip: bool) -> torch.Tensor | None:
         if self.in_memory is not None:
             pixels = self.in_memory.pixels[image_index]
-            return None if pixels is None else self.transform.apply(Image.fromarray(pixels), rng)
+            return None if pixels is None else self.transform.apply(Image.fromarray(pixels), rng, flip)
         path = self.image_paths[image_index]
         if path in self._unreadable:
             return None
         try:
-            return self.transform(path, rng)
+            return self.transform(path, rng, flip)
         except UNREADABLE_IMAGE_ERRORS:
             self._unreadable.add(path)
             return None
@@ -196,8 +202,7 @@ class BatchSettings:
     pin_memory: bool
 
     def transform(self, config: DataConfig) -> TrainImageTransform:
-        return TrainImageTransform(self.image_size, self.mean, self.std, config.train_crop,
-                                   config.random_crop_min_area)
+        return TrainImageTransform.from_config(config, self.image_size, self.mean, self.std)
 
 
 def captioned_images_loader(data: CaptionedImages, source: str, config: DataConfig,
@@ -215,7 +220,7 @@ def captioned_images_loader(data: CaptionedImages, source: str, config: DataConf
                     ", ".join(data.missing[:NAMES_SHOWN]), ", ..." if len(data.missing) > NAMES_SHOWN else "")
     dataset = CaptionedImageDataset(data, settings.transform(config), context_length=settings.context_length,
                                     seed=settings.seed, all_captions=config.all_captions, strict=config.strict_images,
-                                    memory_cache_mb=config.memory_cache_mb)
+                                    memory_cache_mb=config.memory_cache_mb, sided_captions=config.sided_captions)
     order = ShardedOrder(len(dataset), settings.batch_size, settings.rank, settings.world_size, settings.seed)
     if len(order) == 0:
         raise UserError(f"{source}: {len(dataset)} samples make no full batch of {settings.batch_size} "

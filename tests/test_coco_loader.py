@@ -1,6 +1,7 @@
 """The COCO training loader on real files: a captions JSON and JPEG/PNG images written in tmp_path."""
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,6 +161,28 @@ def test_all_captions_mode_shows_every_caption_once(tmp_path):
         expected = caption_tokens(n, 2)
         assert len(mine) == 2 and any(torch.equal(mine[0], e) for e in expected)
         assert sorted(t.tolist() for t in mine) == sorted(t.tolist() for t in expected)
+
+
+@pytest.mark.parametrize("memory_cache_mb", [0, 64])
+def test_the_augmentation_keys_reach_the_loader(tmp_path, memory_cache_mb):
+    config = make_coco(tmp_path, 4, captions_per_image=1)
+    captions_file = Path(config.train_annotation_file)
+    annotations = json.loads(captions_file.read_text())
+    for annotation in annotations["annotations"]:  # "image n on the left 0"
+        annotation["caption"] = annotation["caption"].replace("caption", "on the left")
+    captions_file.write_text(json.dumps(annotations))
+
+    def first_batch(**changes):
+        return next(loader(config, batch_size=4, memory_cache_mb=memory_cache_mb, horizontal_flip=1.0,
+                           random_crop_max_aspect=1.5, color_jitter=0.3, **changes).epoch(0))
+    swapped, unflipped = first_batch(sided_captions="swap"), first_batch(sided_captions="no_flip")
+    right = tokenize("right", CONTEXT)[0][1]
+    assert (swapped["tokens"] == right).any(dim=1).all() and not (unflipped["tokens"] == right).any()
+    # the same draws, mirrored (up to the rounding of the jitter's mean grey, summed in another order)
+    assert torch.allclose(swapped["images"], unflipped["images"].flip(3), atol=1e-5)
+    assert not torch.allclose(swapped["images"], unflipped["images"], atol=1e-2)
+    plain = next(loader(config, batch_size=4, memory_cache_mb=memory_cache_mb).epoch(0))
+    assert not torch.equal(plain["images"], unflipped["images"])  # stretched and jittered
 
 
 def test_missing_image_is_left_out_and_corrupt_one_replaced_and_counted(tmp_path, caplog):

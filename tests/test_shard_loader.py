@@ -10,14 +10,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import webdataset as wds
 
 import dataloader.shard_loader
-from caption_fixtures import caption, image_numbers, write_shards
+from caption_fixtures import caption, encoded_image, image_numbers, write_shards
 from dataloader.config import DataConfig
 from dataloader.image_io import load_rgb_image
 from dataloader.train_data import build_train_loader, infer_format
+from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
 from utils.errors import UserError
-from utils.tokenizer import tokenize
+from utils.tokenizer import tokenize, trim_padding
 
 CONTEXT = 12
 
@@ -148,6 +150,26 @@ def test_an_unreadable_image_is_replaced_by_the_sample_before_it_and_counted(tmp
     strict = shard_loader(shard, batch_size=4, num_samples=4, shuffle_buffer=1, strict_images=True)
     with pytest.raises(UserError, match=rf"^{shard}/000001: cannot read this image"):
         list(strict.epoch(0))
+
+
+def test_flipped_shard_samples_swap_the_sides_their_captions_name_or_stay_unflipped(tmp_path):
+    with wds.ShardWriter(str(tmp_path / "%05d.tar"), maxcount=4, verbose=0) as writer:
+        for n in range(4):
+            data, extension = encoded_image(n)
+            writer.write({"__key__": f"{n:06d}", extension: data, "txt": f"image {n} on the left"})
+
+    def batch(sided_captions):
+        (first,) = shard_loader(tmp_path / "00000.tar", batch_size=4, num_samples=4, shuffle_buffer=1,
+                                horizontal_flip=1.0, sided_captions=sided_captions).epoch(0)
+        return first
+    def tokens(side):
+        return trim_padding(tokenize([f"image {n} on the {side}" for n in range(4)], CONTEXT),
+                            multiple=TOKEN_LENGTH_MULTIPLE)
+    swapped, unflipped = batch("swap"), batch("no_flip")
+    assert torch.equal(swapped["tokens"], tokens("right")) and torch.equal(unflipped["tokens"], tokens("left"))
+    # the flip is drawn in both runs (only no_flip declines it), so the crops are the same but mirrored
+    assert torch.equal(swapped["images"], unflipped["images"].flip(3))
+    assert not torch.equal(swapped["images"], unflipped["images"])
 
 
 def rewrite_without(shard, target, leave_out):
