@@ -127,8 +127,8 @@ def run_training(args) -> int:
             print(f"weights from {config.model.init_from}")
         # every rank reads the data now: one that cannot stops them all, naming itself
         loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))
-        job = TrainingJob(config, model, loader, ContrastiveObjective(config.loss.kind, config.train.local_loss),
-                          as_dict(config), evaluator)
+        objective = ContrastiveObjective(config.loss.kind, config.train.local_loss, config.loss.duplicate_captions)
+        job = TrainingJob(config, model, loader, objective, as_dict(config), evaluator)
         return train(job, ctx, resume=args.resume)
 
 

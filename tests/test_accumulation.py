@@ -6,6 +6,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from gloo_ranks import free_port, gloo_process_group
+from gradient_checks import assert_same_gradients, gradients
 from model import build_model, model_config_by_name
 from trainer.distributed import all_reduce_mean
 from trainer.objectives import ContrastiveObjective
@@ -36,10 +37,6 @@ def fresh_model(config_name: str = "tiny-vit", loss_kind: str = "clip"):
     return build_model(model_config_by_name(config_name, {"sigmoid_logits": loss_kind == "siglip"}))
 
 
-def gradients(model) -> dict:
-    return {name: p.grad.clone() for name, p in getattr(model, "module", model).named_parameters()}
-
-
 def accumulated(model, micro_batches, loss_kind="clip", local_loss=False):
     objective = ContrastiveObjective(loss_kind, local_loss)
     loss = objective.accumulate_gradients(model, micro_batches, NO_SCALING, torch.device("cpu"), "fp32")
@@ -51,15 +48,6 @@ def one_large_batch(batch, loss_kind="clip"):
     loss = ContrastiveObjective(loss_kind).loss(model, batch, torch.device("cpu"), "fp32")
     loss.backward()
     return loss.detach(), gradients(model)
-
-
-def assert_same_gradients(actual: dict, expected: dict):
-    assert actual.keys() == expected.keys()
-    for name, gradient in expected.items():
-        # fp32 sums in another order: elements that nearly cancel get the tensor's scale as their yardstick
-        scale = gradient.abs().max().item()
-        torch.testing.assert_close(actual[name], gradient, rtol=1e-5, atol=1e-5 * scale,
-                                   msg=lambda detail: f"{name}: {detail}")
 
 
 @pytest.mark.parametrize("loss_kind", ["clip", "siglip"])

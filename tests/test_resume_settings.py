@@ -73,3 +73,11 @@ def test_a_key_only_one_side_has_is_a_change():
     saved = {"model": {"name": "quickstart", "overrides": {}}}
     assert changes_that_alter_the_run(saved, 1, rules({"model": {"overrides": {}}})) == \
         ["model.name quickstart → (absent)"]
+
+
+def test_a_key_added_since_reads_as_the_behaviour_before_it():
+    saved = {"loss": {"kind": "clip"}}
+    assert changes_that_alter_the_run(saved, 1, rules({"loss": {"kind": "clip", "duplicate_captions": "negative"}})) \
+        == []
+    assert changes_that_alter_the_run(saved, 1, rules({"loss": {"kind": "clip", "duplicate_captions": "positive"}})) \
+        == ["loss.duplicate_captions negative → positive"]

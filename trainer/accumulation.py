@@ -48,18 +48,21 @@ def whole_batch_contrast(ddp_model, micro_batches, features_of, loss_of_features
     gives d loss / d features_j through the tower, so the passes sum to the large batch's gradient. The loss's own
     parameters (temperature, bias) take their gradient in the last pass only. Returns the loss (on the device).
 
-    features_of(model, batch) -> (image features, text features, loss parameters: a tuple of tensors);
-    loss_of_features(image features, text features, *loss parameters) -> the loss over those rows."""
+    features_of(model, batch) -> (image features, text features, loss parameters: a tuple of tensors, captions:
+    token rows of one width, or None); loss_of_features(image features, text features, *loss parameters,
+    captions=captions) -> the loss over those rows, given the captions of all micro-batches (or None)."""
     with torch.no_grad(), batch_norm_statistics_kept(ddp_model):
-        cached = [features_of(ddp_model, batch)[:2] for batch in micro_batches]
+        cached = [features_of(ddp_model, batch) for batch in micro_batches]
+    each_captions = [captions for *_, captions in cached]  # no gradient: the cached ones serve every pass
+    captions = None if each_captions[0] is None else torch.cat(each_captions)
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
         with synchronising_last(ddp_model, index, len(micro_batches)):
-            image, text, loss_parameters = features_of(ddp_model, batch)
+            image, text, loss_parameters, _ = features_of(ddp_model, batch)
             images = torch.cat([image if j == index else cached[j][0] for j in range(len(micro_batches))])
             texts = torch.cat([text if j == index else cached[j][1] for j in range(len(micro_batches))])
             if not last:
                 loss_parameters = tuple(parameter.detach() for parameter in loss_parameters)
-            loss = loss_of_features(images, texts, *loss_parameters)
+            loss = loss_of_features(images, texts, *loss_parameters, captions=captions)
             scaler.scale(loss).backward()
     return loss.detach()

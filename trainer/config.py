@@ -50,6 +50,9 @@ class LossConfig:
     # clip: softmax over the global batch (Radford et al. 2021); siglip: a sigmoid per image-caption pair with a
     # learnable bias (Zhai et al. 2023), which gives the model a logit bias
     kind: typing.Literal["clip", "siglip"] = "clip"
+    # identical captions in the global batch (class labels, templates): negatives of each other's images as in
+    # plain CLIP, or positives (soft targets for clip, z = 1 for siglip)
+    duplicate_captions: typing.Literal["negative", "positive"] = "negative"
 
 
 @dataclasses.dataclass

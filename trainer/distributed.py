@@ -110,6 +110,17 @@ def on_every_rank_for_all(action):
     return result
 
 
+def gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows along dim 0, rank-major, without gradient (token ids, say, in the order of
+    gather_with_grad's features)."""
+    if not is_distributed():
+        return rows
+    rows = rows.contiguous()
+    gathered = rows.new_empty((dist.get_world_size() * rows.shape[0], *rows.shape[1:]))
+    dist.all_gather_into_tensor(gathered, rows)  # one collective straight into the result: no cat
+    return gathered
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0. Backward sums every rank's gradient for this rank's slice: each rank's loss reads
     all ranks' features, and DDP then averages parameter gradients, so the result is the gradient of the mean of
@@ -117,11 +128,8 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features):
-        features = features.contiguous()
-        gathered = features.new_empty((dist.get_world_size() * features.shape[0], *features.shape[1:]))
-        dist.all_gather_into_tensor(gathered, features)  # one collective straight into the result: no cat
         ctx.rows = features.shape[0]
-        return gathered
+        return gather_rows(features)
 
     @staticmethod
     def backward(ctx, grad):

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.accumulation import average_over_micro_batches, whole_batch_contrast
+from trainer.duplicate_captions import padded_captions
 from trainer.loss import ClipLoss
 from trainer.siglip_loss import SigLipLoss
 from trainer.optim import clamp_logit_scale
@@ -15,24 +16,32 @@ EXAMPLE_CAPTION_TOKENS = 32
 
 class ContrastiveObjective:
     """CLIP pre-training on {"images", "tokens"} batches: a loss over every image-caption pair of the global batch,
-    CLIP's softmax (kind "clip") or SigLIP's sigmoid (kind "siglip", for models with a logit bias)."""
+    CLIP's softmax (kind "clip") or SigLIP's sigmoid (kind "siglip", for models with a logit bias). Identical
+    captions in the batch are negatives of each other's images (duplicate_captions "negative") or positives
+    ("positive")."""
 
-    def __init__(self, kind: str = "clip", local_loss: bool = False):
+    def __init__(self, kind: str = "clip", local_loss: bool = False, duplicate_captions: str = "negative"):
         self.loss_fn = SigLipLoss() if kind == "siglip" else ClipLoss(local_loss=local_loss)
         self.loss_name = "sigmoid loss" if kind == "siglip" else "contrastive loss"
+        self.duplicates_are_positives = duplicate_captions == "positive"
 
     def loss(self, model, batch: dict, device, precision: str) -> torch.Tensor:
-        image_features, text_features, loss_parameters = self.features(model, batch, device, precision)
-        return self.loss_fn(image_features, text_features, *loss_parameters)
+        image_features, text_features, loss_parameters, captions = self.features(model, batch, device, precision)
+        return self.loss_fn(image_features, text_features, *loss_parameters, captions=captions)
 
     def features(self, model, batch: dict, device, precision: str):
         """Image features, text features and the loss's parameters (logit scale, and bias for SigLIP), all in
-        fp32: the loss over the whole global batch is where low precision hurts most."""
+        fp32: the loss over the whole global batch is where low precision hurts most; and the captions the loss
+        compares (token rows padded to the context length), None where duplicates count as negatives."""
         images = batch["images"].to(device, non_blocking=True)
         tokens = batch["tokens"].to(device, non_blocking=True)  # the loader cut the padding after the longest
         with autocast(device, precision):
             image_features, text_features, *loss_parameters = model(images, tokens)
-        return image_features.float(), text_features.float(), tuple(value.float() for value in loss_parameters)
+        captions = None
+        if self.duplicates_are_positives:
+            captions = padded_captions(tokens, getattr(model, "module", model).config.context_length)  # under DDP
+        return (image_features.float(), text_features.float(), tuple(value.float() for value in loss_parameters),
+                captions)
 
     def accumulate_gradients(self, model, micro_batches: list[dict], scaler, device, precision: str) -> torch.Tensor:
         """The gradients of the step's whole batch: every micro-batch is contrasted with all the others."""

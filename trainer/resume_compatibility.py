@@ -12,6 +12,9 @@ TRAJECTORY_FREE = ("output_dir", "checkpoint", "eval", "train.log_every_steps", 
                    "data.strict_images")
 WORKERS = "data.num_workers"  # free unless the loader's batches depend on it (shards: a worker reads its own)
 PROCESSES = "processes"
+# Settings added after checkpoints were being written, each with the value that behaves as runs did before it: a
+# configuration that lacks the key (an older checkpoint's) ran with that value.
+ADDED_SINCE = {"loss.duplicate_captions": "negative"}
 ABSENT = "(absent)"
 
 
@@ -37,6 +40,9 @@ def flatten(config: dict, prefix: str = "") -> dict:
 def changes_that_alter_the_run(saved: dict, saved_processes: int, rules: ResumeRules) -> list[str]:
     """'key old → new' for each setting that differs and can change the trajectory, in the config's order."""
     old, new = flatten(saved), flatten(rules.config)
+    for flat in (old, new):
+        for key, value in ADDED_SINCE.items():
+            flat.setdefault(key, value)  # after the config's own keys: changes stay listed in the config's order
     old[PROCESSES], new[PROCESSES] = saved_processes, rules.processes
     free = TRAJECTORY_FREE if rules.order_depends_on_workers else (*TRAJECTORY_FREE, WORKERS)
     changes = []
