@@ -124,6 +124,27 @@ def test_negative_is_the_plain_loss_and_so_is_positive_without_duplicates(loss_k
                                    plain_loss(*model(distinct["images"], distinct["tokens"])), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("loss_kind", ["clip", "siglip"])
+def test_on_a_real_model_positive_changes_siglip_and_leaves_clip_as_it_was(loss_kind):
+    """A real text tower gives identical captions identical features, so CLIP's logits for them are equal and a
+    target shared among equal logits is the loss of one target: the README's claim, in loss and gradients. SigLIP's
+    z = -1 for a copy of an image's own caption is a real difference."""
+    results = {}
+    for mode in ("negative", "positive"):
+        torch.manual_seed(0)
+        model = build_model(model_config_by_name("tiny-vit", {"sigmoid_logits": loss_kind == "siglip"}))
+        loss = objective_loss(model, batch_of(CAPTIONS), loss_kind, mode)
+        loss.backward()
+        results[mode] = loss.detach(), gradients(model)
+    if loss_kind == "clip":
+        torch.testing.assert_close(results["positive"][0], results["negative"][0], rtol=1e-6, atol=0)
+        assert_same_gradients(results["positive"][1], results["negative"][1])
+    else:
+        # 8 image-caption pairs (0-2, 0-4, 2-4 and 1-5, both ways) turn from z = -1 to z = 1: at the initial bias
+        # of -10 each adds about 10 / 8 images to the loss, about 10 in all
+        assert results["positive"][0] - results["negative"][0] > 6
+
+
 def whole_batch_loss_and_gradients(loss_kind: str) -> tuple[torch.Tensor, dict]:
     """One process, the whole batch, duplicates positive; checked to differ from duplicates taken as negatives,
     so that a split that took them for negatives cannot match it."""
