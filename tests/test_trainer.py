@@ -12,7 +12,7 @@ from dataloader.synthetic import SyntheticDataConfig, write_train_set
 from trainer.checkpointing import list_checkpoints
 from trainer.config import OptimizerConfig
 from trainer.objectives import ContrastiveObjective
-from trainer.optim import MAX_LOGIT_SCALE, build_optimizer, optimizer_step
+from trainer.optim import MAX_LOGIT_SCALE, build_optimizer, optimizer_step, set_learning_rate
 from trainer.run_log import read_log
 from utils.checkpoint import load_checkpoint
 
@@ -39,6 +39,24 @@ def test_logit_scale_never_exceeds_100():
         ContrastiveObjective().after_step(model)
         assert model.logit_scale.exp().item() <= 100 * (1 + 1e-6)
     assert model.logit_scale.item() == pytest.approx(MAX_LOGIT_SCALE)
+
+
+@pytest.mark.parametrize("sigmoid_logits", [False, True])
+def test_the_logit_scale_lr_moves_the_loss_parameters_at_their_own_rate_on_the_schedule(sigmoid_logits):
+    """AdamW's first step moves each parameter by its learning rate (times the sign of its gradient): at half the
+    schedule's peak, the temperature and bias move by half of optimizer.logit_scale_lr, everything else by half of
+    optimizer.lr."""
+    torch.manual_seed(0)
+    model = build_model(model_config_by_name("tiny-vit", {"sigmoid_logits": sigmoid_logits}))
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-4, weight_decay=0.0, logit_scale_lr=1e-2))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    set_learning_rate(optimizer, 0.5e-4)
+    sum(p.sum() for p in model.parameters()).backward()  # a gradient of 1 everywhere
+    optimizer_step(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), grad_clip_norm=None)
+    loss_parameters = ["logit_scale", "logit_bias"] if sigmoid_logits else ["logit_scale"]
+    for name, p in model.named_parameters():
+        expected = 0.5e-2 if name in loss_parameters else 0.5e-4
+        torch.testing.assert_close(before[name] - p.detach(), torch.full_like(p, expected), rtol=1e-3, atol=0)
 
 
 def test_config_typo_is_one_line_error_naming_the_nearest_key(coco_dataset, tmp_path, capsys):

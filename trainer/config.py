@@ -10,10 +10,16 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1  # not applied to biases, norms, embeddings and the logit scale
     grad_clip_norm: float | None = None
+    # the temperature's (and SigLIP bias's) own peak learning rate; None: lr. At lr the temperature barely moves
+    # in a short run, so the softmax stays as soft as it started
+    logit_scale_lr: float | None = None
 
     def __post_init__(self):
         if len(self.betas) != 2:
             raise ValueError(f"optimizer.betas needs two values, got {self.betas}")
+        if self.logit_scale_lr is not None and not self.logit_scale_lr > 0:
+            raise ValueError(f"optimizer.logit_scale_lr must be positive (or null: optimizer.lr), "
+                             f"got {self.logit_scale_lr}")
 
 
 @dataclasses.dataclass

@@ -15,20 +15,32 @@ def decays(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim >= 2 and "embedding" not in name
 
 
+LOSS_PARAMETERS = ("logit_scale", "logit_bias")  # the temperature, and SigLIP's bias
+
+
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters in groups: weights that decay, the rest without decay, and, when
+    optimizer.logit_scale_lr is set, the loss's own parameters with that peak learning rate (each group's
+    `lr_scale` is its peak over optimizer.lr, so the schedule moves every group alike)."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    own_lr = config.logit_scale_lr is not None
+    loss_parameters = [p for name, p in named if own_lr and name in LOSS_PARAMETERS]
+    named = [(name, p) for name, p in named if not (own_lr and name in LOSS_PARAMETERS)]
     groups = [
         {"params": [p for name, p in named if decays(name, p)], "weight_decay": config.weight_decay},
         {"params": [p for name, p in named if not decays(name, p)], "weight_decay": 0.0},
     ]
+    if loss_parameters:
+        groups.append({"params": loss_parameters, "weight_decay": 0.0, "lr_scale": config.logit_scale_lr / config.lr})
     # fused: one kernel over all parameters, several times faster than the default per-parameter loop on CPUs
-    fused = all(p.device.type in ("cpu", "cuda") for _, p in named)
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """`lr`: the schedule's value for optimizer.lr; a group with its own peak follows it in proportion."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 @torch.no_grad()

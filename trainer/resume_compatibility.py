@@ -14,7 +14,13 @@ WORKERS = "data.num_workers"  # free unless the loader's batches depend on it (s
 PROCESSES = "processes"
 # Settings added after checkpoints were being written, each with the value that behaves as runs did before it: a
 # configuration that lacks the key (an older checkpoint's) ran with that value.
-ADDED_SINCE = {"loss.duplicate_captions": "negative"}
+ADDED_SINCE = {
+    "train.compile": False, "loss.kind": "clip", "loss.duplicate_captions": "negative",
+    "optimizer.logit_scale_lr": None, "model.lock_image": False, "model.lock_image_unlocked_groups": 0,
+    "model.lock_image_freeze_bn_stats": False, "model.lock_text": False, "model.lock_text_unlocked_layers": 0,
+    "data.random_crop_max_aspect": 1.0, "data.horizontal_flip": 0.0, "data.sided_captions": "swap",
+    "data.color_jitter": 0.0,
+}
 ABSENT = "(absent)"
 
 
