@@ -125,6 +125,8 @@ def run_training(args) -> int:
         model = run_model(config)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
+        if config.model.lock_image and not config.model.init_from and ctx.is_main:
+            print("note: model.lock_image without model.init_from: the locked image tower keeps its random weights")
         # every rank reads the data now: one that cannot stops them all, naming itself
         loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))
         objective = ContrastiveObjective(config.loss.kind, config.train.local_loss, config.loss.duplicate_captions)
