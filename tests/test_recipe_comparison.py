@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from experiments import recipe_comparison
+from experiments import caption_set, open_clip_baseline, recipe_comparison
 
 CLASSES = {"flowers102": ["sweet_pea", "rose"], "clothing10": ["hat", "t-shirt"]}
 
@@ -32,9 +32,9 @@ def development_sets(root, flickr_images: int = 6):
 
 
 def test_prepare_shrinks_images_writes_captions_and_holds_out_the_last_flickr_images(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipe_comparison, "HELD_OUT_FLICKR", 2)
+    monkeypatch.setattr(caption_set, "HELD_OUT_FLICKR", 2)
     development_sets(tmp_path / "dev")
-    paths = recipe_comparison.prepare(tmp_path / "dev", tmp_path / "work")
+    paths = caption_set.prepare(tmp_path / "dev", tmp_path / "work")
     with open(paths["train"], newline="") as file:
         rows = list(csv.DictReader(file))
     flickr_rows = [row for row in rows if row["filepath"].startswith("flickr/")]
@@ -45,13 +45,13 @@ def test_prepare_shrinks_images_writes_captions_and_holds_out_the_last_flickr_im
     assert [image["id"] for image in held_out["images"]] == [5, 6] and len(held_out["annotations"]) == 4
     assert sorted(path.name for path in paths["flowers102"].iterdir()) == ["rose", "sweet pea"]
     with Image.open(tmp_path / "work" / "flickr" / "0000.jpg") as image:
-        assert min(image.size) == recipe_comparison.IMAGE_SIDE
+        assert min(image.size) == caption_set.IMAGE_SIDE
     with Image.open(tmp_path / "work" / "clothing10" / "hat" / "0.jpg") as image:
         assert image.size == (120, 90)  # never enlarged
 
 
 def test_an_arm_trains_scores_and_is_tabulated_then_read_back_rather_than_rerun(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(recipe_comparison, "HELD_OUT_FLICKR", 2)
+    monkeypatch.setattr(caption_set, "HELD_OUT_FLICKR", 2)
     development_sets(tmp_path / "dev")
     argv = ["--devdata", str(tmp_path / "dev"), "--work", str(tmp_path / "work"), "--arms", "plain", "--epochs", "1",
             "train.batch_size=8", "model.overrides.image_size=32", "model.overrides.vision_patch_size=8"]
@@ -64,3 +64,17 @@ def test_an_arm_trains_scores_and_is_tabulated_then_read_back_rather_than_rerun(
     written = summary.stat().st_mtime_ns
     recipe_comparison.main(argv)
     assert summary.stat().st_mtime_ns == written
+
+
+def test_open_clips_trainer_runs_on_the_same_caption_set_and_our_evaluation_scores_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(caption_set, "HELD_OUT_FLICKR", 2)
+    monkeypatch.setitem(caption_set.BASE, "train", {**caption_set.BASE["train"], "batch_size": 8})
+    development_sets(tmp_path / "dev")
+    caption_set.prepare(tmp_path / "dev", tmp_path / "work")
+    open_clip_baseline.main(["--work", str(tmp_path / "work"), "--epochs", "2"])
+    results = json.loads((tmp_path / "work" / "open_clip" / "results.json").read_text())
+    assert set(results) == {key for key, _ in recipe_comparison.METRICS}
+    # our 2 epochs of 16 images = 32 samples; open_clip samples its 44 caption rows (8 + 36): 1 epoch of them
+    assert (tmp_path / "work" / "open_clip" / "run" / "checkpoints" / "epoch_1.pt").exists()
+    params = (tmp_path / "work" / "open_clip" / "run" / "params.txt").read_text()
+    assert "wd: 0.2" in params and "warmup: 1" in params  # its default decay; 20% of its 5 steps
