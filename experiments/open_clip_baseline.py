@@ -44,7 +44,8 @@ def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
     open_clip_epochs = math.ceil(epochs * images / len(rows))
     batch = BASE["train"]["batch_size"]
     steps = open_clip_epochs * (len(rows) // batch)
-    checkpoint = work / "open_clip" / "run" / "checkpoints" / f"epoch_{open_clip_epochs}.pt"
+    name = f"run_{epochs}_epochs"  # one run per budget
+    checkpoint = work / "open_clip" / name / "checkpoints" / f"epoch_{open_clip_epochs}.pt"
     if checkpoint.exists():
         return checkpoint
     config_file = work / "open_clip" / f"{MODEL_NAME}.json"
@@ -56,7 +57,7 @@ def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
                  "--csv-img-key", "filepath", "--csv-caption-key", "caption", "--model", MODEL_NAME,
                  "--batch-size", str(batch), "--epochs", str(open_clip_epochs),
                  "--warmup", str(round(WARMUP_FRACTION * steps)), "--workers", "0", "--device", "cpu",
-                 "--precision", BASE["train"]["precision"], "--logs", str(work / "open_clip"), "--name", "run",
+                 "--precision", BASE["train"]["precision"], "--logs", str(work / "open_clip"), "--name", name,
                  "--save-frequency", str(open_clip_epochs), "--report-to", "", "--seed", "0", *extra]
     # open_clip reads a model config from a file only through add_model_config: run its trainer in a child
     # process that registers ours first, in the caption table's folder (its image paths are relative to it)
@@ -68,7 +69,7 @@ def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
 
 def score(checkpoint: Path, work: Path) -> dict:
     """Our zero-shot and retrieval scripts on the checkpoint: the metrics recipe_comparison's table reads."""
-    results, out = {}, work / "open_clip" / "eval"
+    results, out = {}, checkpoint.parent.parent / "eval"
     for name, template in EVAL_TEMPLATES.items():
         subprocess.run([sys.executable, str(ROOT / "zeroshot_eval.py"), "--checkpoint_path", str(checkpoint),
                         "--dataset_type", "folder", "--data_dir", str(work / "zeroshot" / name), "--dataset", name,
@@ -92,7 +93,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = score(train_open_clip(args.work, args.epochs, args.extra), args.work)
     print(json.dumps(results, indent=1))
-    (args.work / "open_clip" / "results.json").write_text(json.dumps(results, indent=1))
+    (args.work / "open_clip" / f"results_{args.epochs}_epochs.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

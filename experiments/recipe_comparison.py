@@ -2,7 +2,7 @@
 epochs and batch (experiments.caption_set), differing only in its overrides; the table compares their zero-shot
 and retrieval results.
 
-    python -m experiments.recipe_comparison --devdata DIR --work DIR [--arms plain,small_data ...] [--epochs N]
+    python -m experiments.recipe_comparison --devdata DIR --work DIR [--arms plain,augmented ...] [--epochs N]
 
 Runs already finished in --work are read, not repeated, so an interrupted comparison picks up where it stopped.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from experiments.caption_set import BASE, ROOT, eval_tasks, prepare
 
-ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on it with a second --config
+ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on it (--config FILE)
     "plain": [],
     "siglip": ["loss.kind=siglip"],
     "siglip_duplicates_positive": ["loss.kind=siglip", "loss.duplicate_captions=positive"],
@@ -29,7 +29,7 @@ ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on
     "aspect_1.33": ["data.random_crop_max_aspect=1.333"],
     "flip": ["data.horizontal_flip=0.5"],
     "jitter_0.2": ["data.color_jitter=0.2"],
-    "small_data": ["--config", str(ROOT / "configs" / "recipes" / "small_data.yaml")],
+    "augmented": ["data.random_crop_min_area=0.5", "data.random_crop_max_aspect=1.33", "data.horizontal_flip=0.5"],
 }
 
 
@@ -83,7 +83,7 @@ def main(argv=None):
     for name in args.arms.split(","):
         summary = run_arm(name + args.tag, ARMS[name], paths, args.work, args.epochs, args.extra)
         results[name] = summary["final_eval"], summary["wall_time_s_this_session"]
-    open_clip_results = args.work / "open_clip" / "results.json"  # experiments.open_clip_baseline's
+    open_clip_results = args.work / "open_clip" / f"results_{args.epochs}_epochs.json"  # open_clip_baseline's
     if open_clip_results.exists():
         results["open_clip's trainer"] = json.loads(open_clip_results.read_text()), None
     print(table(results))

@@ -72,9 +72,10 @@ def test_open_clips_trainer_runs_on_the_same_caption_set_and_our_evaluation_scor
     development_sets(tmp_path / "dev")
     caption_set.prepare(tmp_path / "dev", tmp_path / "work")
     open_clip_baseline.main(["--work", str(tmp_path / "work"), "--epochs", "2"])
-    results = json.loads((tmp_path / "work" / "open_clip" / "results.json").read_text())
+    results = json.loads((tmp_path / "work" / "open_clip" / "results_2_epochs.json").read_text())
     assert set(results) == {key for key, _ in recipe_comparison.METRICS}
     # our 2 epochs of 16 images = 32 samples; open_clip samples its 44 caption rows (8 + 36): 1 epoch of them
-    assert (tmp_path / "work" / "open_clip" / "run" / "checkpoints" / "epoch_1.pt").exists()
-    params = (tmp_path / "work" / "open_clip" / "run" / "params.txt").read_text()
+    run = tmp_path / "work" / "open_clip" / "run_2_epochs"
+    assert (run / "checkpoints" / "epoch_1.pt").exists()
+    params = (run / "params.txt").read_text()
     assert "wd: 0.2" in params and "warmup: 1" in params  # its default decay; 20% of its 5 steps
