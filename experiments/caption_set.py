@@ -1,6 +1,7 @@
-"""The caption set and the training base that the experiments share, made from the development sets
-(`flickr8k_1k`, `flowers102`, `clothing10`, as ../shared/devdata exports them), prepared once in a work folder with
-images shrunk to IMAGE_SIDE px:
+"""The caption set and the training base that the experiments share, made from three public sets in one folder
+(`flickr8k_1k/`: images/ and a COCO-format captions.json; `flowers102/` and `clothing10/`: train/ and test/ class
+folders, `_` standing for a space in a class name), prepared once in a work folder with images shrunk to
+IMAGE_SIDE px:
   - flickr8k_1k's first 900 images with their 5 human captions each; the last 100 are held out for retrieval;
   - flowers102's and clothing10's train splits, each image with captions written from its class name
     (TRAIN_TEMPLATES, unlike the zero-shot prompts): the caption set a user makes from labels, full of duplicates.
@@ -14,6 +15,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SIDE = 96  # shorter side of the prepared copies: a 64 px crop of half the area is not upsampled
 HELD_OUT_FLICKR = 100
+DEVELOPMENT_SETS = ("flickr8k_1k", "flowers102", "clothing10")
 TRAIN_TEMPLATES = {
     "flowers102": ["a photo of a {}.", "a {} flower.", "a close-up of a {} in bloom."],
     "clothing10": ["a photo of a {}.", "a {} on a plain background.", "{}, a piece of clothing."],

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.caption_set import BASE, ROOT, eval_tasks, prepare
+from experiments.caption_set import BASE, DEVELOPMENT_SETS, ROOT, eval_tasks, prepare
 
 ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on it (--config FILE)
     "plain": [],
@@ -20,9 +20,7 @@ ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on
     "siglip_duplicates_positive": ["loss.kind=siglip", "loss.duplicate_captions=positive"],
     "siglip_duplicates_positive_logit_lr": ["loss.kind=siglip", "loss.duplicate_captions=positive",
                                             "optimizer.logit_scale_lr=1e-2"],
-    "lr_1e-3": ["optimizer.lr=1e-3"],
     "lr_2e-3": ["optimizer.lr=2e-3"],
-    "warmup_0.05": ["schedule.warmup_fraction=0.05"],
     "batch_64": ["train.batch_size=64"],  # twice the steps for the same samples (not a recipe key: yours to set)
     "logit_scale_lr_1e-2": ["optimizer.logit_scale_lr=1e-2"],
     "crop_0.5": ["data.random_crop_min_area=0.5"],
@@ -77,6 +75,10 @@ def main(argv=None):
     unknown = [name for name in args.arms.split(",") if name not in ARMS]
     if unknown:
         parser.error(f"unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")
+    missing = [name for name in DEVELOPMENT_SETS if not (args.devdata / name).is_dir()]
+    if missing and not (args.work / "train.csv").exists():
+        parser.error(f"{args.devdata} lacks {', '.join(missing)}: expected flickr8k_1k/ (images/, captions.json) and "
+                     "flowers102/, clothing10/ (train/ and test/ class folders)")
     args.work.mkdir(parents=True, exist_ok=True)
     paths = prepare(args.devdata, args.work)
     results = {}
