@@ -41,7 +41,7 @@ from trainer.distributed import DistributedContext, all_gather_object, decided_o
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
-from utils.cli import ScriptArgumentParser, run_command
+from utils.cli import ScriptArgumentParser, add_experiment_configs, run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.errors import UserError
 from utils.seeding import seed_everything
@@ -81,8 +81,7 @@ class Splits:
 
 def parse_args(argv):
     parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
-                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
+    add_experiment_configs(parser)
     parser.add_argument("--checkpoint_path", help="our checkpoint, an OpenAI or open_clip file, or a config name")
     parser.add_argument("--dataset_type", choices=sorted(READERS), help="data.dataset_type")
     parser.add_argument("--data_dir", help="the training images (data.data_dir)")

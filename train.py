@@ -28,7 +28,7 @@ from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
-from utils.cli import ScriptArgumentParser, run_command
+from utils.cli import ScriptArgumentParser, add_experiment_configs, run_command
 from utils.errors import UserError
 from utils.seeding import seed_everything
 
@@ -66,8 +66,7 @@ class RunConfig(TrainerConfig):
 
 def parse_args(argv):
     parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
-                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
+    add_experiment_configs(parser)
     parser.add_argument("--train_data", help="COCO .json, .csv/.tsv, .jsonl or webdataset shards (data.train_data)")
     parser.add_argument("--train_img_dir", help="folder of the training images (data.train_img_dir)")
     parser.add_argument("--train_annotation_file", help="COCO-format captions JSON (data.train_annotation_file)")

@@ -23,9 +23,9 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Ad
     optimizer.logit_scale_lr is set, the loss's own parameters with that peak learning rate (each group's
     `lr_scale` is its peak over optimizer.lr, so the schedule moves every group alike)."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    own_lr = config.logit_scale_lr is not None
-    loss_parameters = [p for name, p in named if own_lr and name in LOSS_PARAMETERS]
-    named = [(name, p) for name, p in named if not (own_lr and name in LOSS_PARAMETERS)]
+    own_group = set(LOSS_PARAMETERS) if config.logit_scale_lr is not None else set()
+    loss_parameters = [p for name, p in named if name in own_group]
+    named = [(name, p) for name, p in named if name not in own_group]
     groups = [
         {"params": [p for name, p in named if decays(name, p)], "weight_decay": config.weight_decay},
         {"params": [p for name, p in named if not decays(name, p)], "weight_decay": 0.0},

@@ -46,6 +46,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int, lo
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
+def add_experiment_configs(parser: argparse.ArgumentParser) -> None:
+    """--config for the training scripts: experiment YAMLs (utils.config.load_layered's layers), repeatable."""
+    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
+                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse `argv`, taking defaults from the YAML file named by `--config` (keys are the options' names without
     dashes); options given on the command line win over the file. An unknown key names the nearest option."""
