@@ -128,7 +128,8 @@ def run_training(args) -> int:
             print("note: model.lock_image without model.init_from: the locked image tower keeps its random weights")
         # every rank reads the data now: one that cannot stops them all, naming itself
         loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))
-        objective = ContrastiveObjective(config.loss.kind, config.train.local_loss, config.loss.duplicate_captions)
+        objective = ContrastiveObjective(config.loss.kind, config.train.local_loss, config.loss.duplicate_captions,
+                                         config.data.captions_per_image)
         job = TrainingJob(config, model, loader, objective, as_dict(config), evaluator)
         return train(job, ctx, resume=args.resume)
 

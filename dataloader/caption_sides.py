@@ -25,12 +25,12 @@ def _other_side(match: re.Match) -> str:
     return other.capitalize() if word[0].isupper() else other
 
 
-def flip_with_caption(caption: str, flip_drawn: bool, sided_captions: str) -> tuple[bool, str]:
-    """(whether the image is mirrored, the caption that describes it then) for a sample whose flip was drawn as
-    `flip_drawn`: "swap" mirrors it and exchanges the sides its caption names; "no_flip" keeps an image whose
-    caption names a side as it is."""
+def flip_with_captions(captions: list[str], flip_drawn: bool, sided_captions: str) -> tuple[bool, list[str]]:
+    """(whether the image is mirrored, the captions that describe it then) for a sample whose flip was drawn as
+    `flip_drawn`: "swap" mirrors it and exchanges the sides its captions name; "no_flip" keeps an image one of
+    whose captions names a side as it is."""
     if not flip_drawn:
-        return False, caption
+        return False, captions
     if sided_captions == "swap":
-        return True, swap_sides(caption)
-    return not names_a_side(caption), caption
+        return True, [swap_sides(caption) for caption in captions]
+    return not any(names_a_side(caption) for caption in captions), captions

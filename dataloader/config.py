@@ -47,6 +47,7 @@ class DataConfig(LoaderConfig):
     image_key: str = "filepath"  # CSV column / JSONL key of the image path
     caption_key: str = "caption"  # CSV column / JSONL key (or shards' .json key) of the caption
     all_captions: bool = False  # every caption a sample; default: each image once per epoch, one caption drawn
+    captions_per_image: int = 1  # listed sets: captions drawn per sample, each of them the image's positive
     memory_cache_mb: float = 1024  # decode a listed training set once and keep it in memory if it fits (0: never)
     num_samples: int | None = None  # shards: samples per epoch; None: from sizes.json / *_stats.json
     shuffle_buffer: int = 1000  # shards: samples held for shuffling by each worker
@@ -61,6 +62,11 @@ class DataConfig(LoaderConfig):
             raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
         if self.shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be at least 1 (1: no shuffling), got {self.shuffle_buffer}")
+        if self.captions_per_image < 1:
+            raise ValueError(f"captions_per_image must be at least 1, got {self.captions_per_image}")
+        if self.captions_per_image > 1 and self.all_captions:
+            raise ValueError(f"captions_per_image={self.captions_per_image} draws several of an image's captions per "
+                             "sample, all_captions makes each caption a sample of its own: set one of them")
         if self.sided_captions not in typing.get_args(SidedCaptions):
             raise ValueError(f"sided_captions must be swap or no_flip, got {self.sided_captions!r}")
 

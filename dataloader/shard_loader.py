@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataloader.caption_sides import flip_with_caption
+from dataloader.caption_sides import flip_with_captions
 from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.sampler import sample_rng
@@ -183,7 +183,7 @@ class ShardSamples(Dataset):
         except UNREADABLE_IMAGE_ERRORS:
             return SampleProblem(f"{sample['__url__']}/{sample['__key__']}", fatal=False)
         caption = captions[rng.integers(len(captions))]  # one of the image's captions, drawn anew each epoch
-        flip, caption = flip_with_caption(caption, self.transform.draw_flip(rng), self.sided_captions)
+        flip, (caption,) = flip_with_captions([caption], self.transform.draw_flip(rng), self.sided_captions)
         return self.transform.apply(image, rng, flip), tokenize(caption, self.context_length)[0]
 
 
@@ -200,9 +200,11 @@ class ShardLoader(TrainLoader):
 
 def build_shard_loader(config: DataConfig, source: str, settings: BatchSettings) -> ShardLoader:
     """Batches of the shards `source` names; each of the rank's max(1, num_workers) workers reads its own."""
-    if config.all_captions:
-        raise UserError(f"{source}: data.all_captions applies to COCO, CSV and JSONL; shard samples draw one "
-                        "caption each")
+    for key, asks_several in (("all_captions", config.all_captions),
+                              ("captions_per_image", config.captions_per_image > 1)):
+        if asks_several:
+            raise UserError(f"{source}: data.{key} applies to COCO, CSV and JSONL; shard samples draw one caption "
+                            "each")
     shards = list_shards(source)
     for shard in shards:
         check_shard(shard, config.caption_key)

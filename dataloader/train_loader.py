@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from dataloader.caption_sides import flip_with_caption
+from dataloader.caption_sides import flip_with_captions
 from dataloader.coco import CaptionedImages
 from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS
@@ -57,15 +57,16 @@ class TrainSamples(Dataset):
 
 
 class CaptionedImageDataset(TrainSamples):
-    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair),
-    mirrored as its generator draws, with the caption following the flip as `sided_captions` says."""
+    """Sample i is an image with a caption drawn by its own generator (or, with all_captions, one fixed pair;
+    with captions_per_image m > 1, m captions: [m, context] tokens), mirrored as its generator draws, with the
+    captions following the flip as `sided_captions` says."""
 
     def __init__(self, data: CaptionedImages, transform: TrainImageTransform, *, context_length: int,
                  seed: int, all_captions: bool, strict: bool, memory_cache_mb: float = 0,
-                 sided_captions: SidedCaptions = "swap"):
+                 sided_captions: SidedCaptions = "swap", captions_per_image: int = 1):
         super().__init__(strict)
         self.transform, self.context_length, self.seed = transform, context_length, seed
-        self.sided_captions = sided_captions
+        self.sided_captions, self.captions_per_image = sided_captions, captions_per_image
         self.image_paths = PackedStrings(data.image_paths)
         self.captions = PackedStrings(caption for captions in data.captions for caption in captions)
         self.caption_count = np.array([len(captions) for captions in data.captions], dtype=np.int64)
@@ -85,22 +86,34 @@ class CaptionedImageDataset(TrainSamples):
     def read(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor] | str:
         rng = sample_rng(self.seed, epoch, index)
         image_index = self.sample_image[index]
-        if self.all_captions:
-            caption_index = index
-        else:
-            caption_index = self.first_caption[image_index] + rng.integers(self.caption_count[image_index])
-        written = self.captions[caption_index]
-        flip, caption = flip_with_caption(written, self.transform.draw_flip(rng), self.sided_captions)
+        caption_indices = [index] if self.all_captions else self._draw_captions(image_index, rng)
+        written = [self.captions[caption_index] for caption_index in caption_indices]
+        flip, captions = flip_with_captions(written, self.transform.draw_flip(rng), self.sided_captions)
         image = self._read(image_index, rng, flip)
         if image is None:
             return self.image_paths[image_index]
+        tokens = torch.stack([self._tokens(*caption) for caption in zip(caption_indices, written, captions)])
+        return image, tokens[0] if self.captions_per_image == 1 else tokens
+
+    def _draw_captions(self, image_index: int, rng: np.random.Generator) -> np.ndarray:
+        """Indices of the sample's captions: one at random, or captions_per_image of them, each of the image's
+        captions once before any is drawn again."""
+        count = self.caption_count[image_index]
+        if self.captions_per_image == 1:
+            drawn = rng.integers(count, size=1)
+        else:
+            drawn = np.resize(rng.permutation(count), self.captions_per_image)
+        return self.first_caption[image_index] + drawn
+
+    def _tokens(self, caption_index: int, written: str, caption: str) -> torch.Tensor:
         if self.in_memory is not None and caption == written:  # tokenized at start-up unless its sides were swapped
-            return image, self.in_memory.tokens[caption_index].long()
-        return image, tokenize(caption, self.context_length)[0]
+            return self.in_memory.tokens[caption_index].long()
+        return tokenize(caption, self.context_length)[0]
 
     def placeholder(self) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.transform.image_size
-        return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long)
+        tokens = torch.zeros(self.captions_per_image, self.context_length, dtype=torch.long)
+        return torch.zeros(3, size, size), tokens[0] if self.captions_per_image == 1 else tokens
 
     def _read(self, image_index: int, rng: np.random.Generator, flip: bool) -> torch.Tensor | None:
         if self.in_memory is not None:
@@ -120,7 +133,8 @@ def collate_samples(samples, target_key: str) -> dict:
     images, targets, unreadable = zip(*samples)
     targets = default_collate(targets)
     if target_key == "tokens":  # cut the padding here, in the worker: the copy to the device then needs no sync
-        targets = trim_padding(targets, multiple=TOKEN_LENGTH_MULTIPLE)
+        # several captions per image: [B, m, L] -> [B·m, L], each image's captions together
+        targets = trim_padding(targets.flatten(0, -2), multiple=TOKEN_LENGTH_MULTIPLE)
     return {  # default_collate stacks into shared memory in a worker, which saves a copy on the way out
         "images": default_collate(images),
         target_key: targets,
@@ -220,7 +234,8 @@ def captioned_images_loader(data: CaptionedImages, source: str, config: DataConf
                     ", ".join(data.missing[:NAMES_SHOWN]), ", ..." if len(data.missing) > NAMES_SHOWN else "")
     dataset = CaptionedImageDataset(data, settings.transform(config), context_length=settings.context_length,
                                     seed=settings.seed, all_captions=config.all_captions, strict=config.strict_images,
-                                    memory_cache_mb=config.memory_cache_mb, sided_captions=config.sided_captions)
+                                    memory_cache_mb=config.memory_cache_mb, sided_captions=config.sided_captions,
+                                    captions_per_image=config.captions_per_image)
     order = ShardedOrder(len(dataset), settings.batch_size, settings.rank, settings.world_size, settings.seed)
     if len(order) == 0:
         raise UserError(f"{source}: {len(dataset)} samples make no full batch of {settings.batch_size} "

@@ -2,7 +2,7 @@
 the no_flip policy keeping a caption that names a side with its unflipped image."""
 import pytest
 
-from dataloader.caption_sides import flip_with_caption, names_a_side, swap_sides
+from dataloader.caption_sides import flip_with_captions, names_a_side, swap_sides
 
 
 @pytest.mark.parametrize("caption, swapped", [
@@ -18,12 +18,15 @@ def test_swap_sides_exchanges_whole_words_keeping_their_case(caption, swapped):
 
 
 def test_swap_keeps_unflipped_captions_and_swaps_flipped_ones():
-    assert flip_with_caption("a dog on the left", False, "swap") == (False, "a dog on the left")
-    assert flip_with_caption("a dog on the left", True, "swap") == (True, "a dog on the right")
-    assert flip_with_caption("a dog", True, "swap") == (True, "a dog")
+    assert flip_with_captions(["a dog on the left"], False, "swap") == (False, ["a dog on the left"])
+    assert flip_with_captions(["a dog on the left"], True, "swap") == (True, ["a dog on the right"])
+    assert flip_with_captions(["a dog"], True, "swap") == (True, ["a dog"])
+    assert flip_with_captions(["a dog", "a cat to the Right"], True, "swap") == (True, ["a dog", "a cat to the Left"])
 
 
-def test_no_flip_never_flips_a_caption_naming_a_side():
-    assert flip_with_caption("a dog on the Right", True, "no_flip") == (False, "a dog on the Right")
-    assert flip_with_caption("a dog", True, "no_flip") == (True, "a dog")
-    assert flip_with_caption("a dog", False, "no_flip") == (False, "a dog")
+def test_no_flip_never_flips_an_image_one_of_whose_captions_names_a_side():
+    assert flip_with_captions(["a dog on the Right"], True, "no_flip") == (False, ["a dog on the Right"])
+    assert flip_with_captions(["a dog"], True, "no_flip") == (True, ["a dog"])
+    assert flip_with_captions(["a dog"], False, "no_flip") == (False, ["a dog"])
+    either_names_a_side = ["a dog", "a dog, left paw up"]
+    assert flip_with_captions(either_names_a_side, True, "no_flip") == (False, either_names_a_side)

@@ -164,6 +164,32 @@ def test_all_captions_mode_shows_every_caption_once(tmp_path):
 
 
 @pytest.mark.parametrize("memory_cache_mb", [0, 64])
+def test_several_captions_per_image_come_together_each_once_before_any_repeats(tmp_path, memory_cache_mb):
+    config = make_coco(tmp_path, 6, captions_per_image=3, corrupt={4})
+    for per_image in (2, 5):
+        train_loader = loader(config, batch_size=3, captions_per_image=per_image, memory_cache_mb=memory_cache_mb)
+        drawn = set()
+        for epoch in range(3):
+            for batch in train_loader.epoch(epoch):
+                assert batch["tokens"].shape[0] == 3 * per_image  # image-major: image i's are rows i·m .. i·m + m-1
+                rows = full_context(batch["tokens"]).view(3, per_image, -1)
+                for n, captions in zip(image_numbers(batch["images"]), rows):
+                    numbers = [next(k for k, own in enumerate(caption_tokens(n, 3)) if torch.equal(tokens, own))
+                               for tokens in captions]
+                    assert numbers[3:] == numbers[:max(per_image - 3, 0)]  # all three, then the same order again
+                    assert len(set(numbers)) == min(per_image, 3)
+                    drawn.add((n, tuple(numbers)))
+        assert len(drawn) > 5  # drawn anew each epoch, not a fixed choice per image
+
+
+def test_a_placeholder_sample_has_every_caption_row(tmp_path):
+    config = make_coco(tmp_path, 4, corrupt={1})
+    dataset = loader(config, batch_size=2, captions_per_image=2, strict_images=True)._loader.dataset
+    image, tokens = dataset.placeholder()
+    assert tokens.shape == (2, CONTEXT) and image.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+@pytest.mark.parametrize("memory_cache_mb", [0, 64])
 def test_the_augmentation_keys_reach_the_loader(tmp_path, memory_cache_mb):
     config = make_coco(tmp_path, 4, captions_per_image=1)
     captions_file = Path(config.train_annotation_file)

@@ -36,10 +36,12 @@ def sided(captioned):
     return dataclasses.replace(captioned, captions=captions)
 
 
-def dataset(captioned, memory_cache_mb, strict=False, all_captions=False, sided_captions="swap", **augmentation):
+def dataset(captioned, memory_cache_mb, strict=False, all_captions=False, sided_captions="swap", captions_per_image=1,
+            **augmentation):
     transform = TrainImageTransform(IMAGE_SIZE, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "random", 0.5, **augmentation)
     return CaptionedImageDataset(captioned, transform, context_length=CONTEXT, seed=3, all_captions=all_captions,
-                                 strict=strict, memory_cache_mb=memory_cache_mb, sided_captions=sided_captions)
+                                 strict=strict, memory_cache_mb=memory_cache_mb, sided_captions=sided_captions,
+                                 captions_per_image=captions_per_image)
 
 
 @pytest.mark.parametrize("all_captions", [False, True])
@@ -58,6 +60,13 @@ def test_augmented_samples_from_memory_equal_samples_from_disk(sided, all_captio
     swapped = [index for index in range(len(in_memory))
                if not (cached_tokens == in_memory[0, index][1]).all(dim=1).any()]
     assert swapped  # some flipped captions were tokenized with their sides swapped
+
+
+def test_several_augmented_captions_per_sample_from_memory_equal_those_from_disk(sided):
+    from_disk = dataset(sided, 0, captions_per_image=3, **EVERY_AUGMENTATION)
+    in_memory = dataset(sided, 64, captions_per_image=3, **EVERY_AUGMENTATION)
+    assert_same_samples(from_disk, in_memory)
+    assert in_memory[0, 0][1].shape == (3, CONTEXT)
 
 
 def assert_same_samples(from_disk, in_memory):

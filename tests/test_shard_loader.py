@@ -203,6 +203,10 @@ def test_malformed_sources_are_one_line_errors_naming_the_shard_and_key(tmp_path
             shard_loader(source, num_samples=8)
     with pytest.raises(UserError, match=r"2 shards cannot give each of 1 ranks x 4 workers a shard of its own"):
         shard_loader(tmp_path / "good", num_workers=4)
+    for several in ({"all_captions": True}, {"captions_per_image": 2}):
+        with pytest.raises(UserError, match=rf"good: data\.{next(iter(several))} applies to COCO, CSV and JSONL; "
+                                            r"shard samples draw one caption each$"):
+            shard_loader(tmp_path / "good", **several)
     failing = shard_loader(f"pipe:cat {tmp_path}/nothing.tar", format="webdataset", num_samples=8)
     with pytest.raises(UserError, match=rf"^pipe:cat {tmp_path}/nothing\.tar: the command failed \(.*exit 1"):
         list(failing.epoch(0))

@@ -18,9 +18,12 @@ class ContrastiveObjective:
     """CLIP pre-training on {"images", "tokens"} batches: a loss over every image-caption pair of the global batch,
     CLIP's softmax (kind "clip") or SigLIP's sigmoid (kind "siglip", for models with a logit bias). Identical
     captions in the batch are negatives of each other's images (duplicate_captions "negative") or positives
-    ("positive")."""
+    ("positive"). Batches may bring several captions per image (data.captions_per_image: "tokens" then holds
+    captions_per_image rows per image, image-major), all of them the image's positives."""
 
-    def __init__(self, kind: str = "clip", local_loss: bool = False, duplicate_captions: str = "negative"):
+    def __init__(self, kind: str = "clip", local_loss: bool = False, duplicate_captions: str = "negative",
+                 captions_per_image: int = 1):
+        self.captions_per_image = captions_per_image
         self.loss_fn = SigLipLoss() if kind == "siglip" else ClipLoss(local_loss=local_loss)
         self.loss_name = "sigmoid loss" if kind == "siglip" else "contrastive loss"
         self.duplicates_are_positives = duplicate_captions == "positive"
@@ -53,11 +56,12 @@ class ContrastiveObjective:
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
         """Random images and captions in the shape of the loader's batches, whose token columns end after the
-        longest caption (COCO's are rarely longer than 32 tokens)."""
+        longest caption (COCO's are rarely longer than 32 tokens), captions_per_image of them per image."""
         config = model.config
         images = torch.randn(batch_size, 3, config.image_size, config.image_size, generator=generator)
         length = min(config.context_length, EXAMPLE_CAPTION_TOKENS)
-        tokens = torch.randint(1, config.vocab_size - 1, (batch_size, length), generator=generator)
+        tokens = torch.randint(1, config.vocab_size - 1, (batch_size * self.captions_per_image, length),
+                               generator=generator)
         tokens[:, -1] = config.vocab_size - 1  # end of text: the largest id
         return {"images": images, "tokens": tokens}
 
