@@ -3,8 +3,12 @@ epochs and batch (experiments.caption_set), differing only in its overrides; the
 and retrieval results.
 
     python -m experiments.recipe_comparison --devdata DIR --work DIR [--arms plain,augmented ...] [--epochs N]
+                                            [--seeds 0,1,2]
 
-Runs already finished in --work are read, not repeated, so an interrupted comparison picks up where it stopped.
+With several seeds each arm is trained once per seed (seed s > 0 in the folder ARM_seedS) and the table gives the
+mean over the seeds and the spread (highest minus lowest) of the mean column: two seeds of one recipe differ by
+several points on this data. Runs already finished in --work are read, not repeated, so an interrupted comparison
+picks up where it stopped.
 """
 import argparse
 import json
@@ -52,14 +56,20 @@ METRICS = [("flowers102/top1", "flowers102 top-1"), ("clothing10/top1", "clothin
                                                                      "Flickr T→I R@5")]
 
 
-def table(results: dict[str, tuple[dict, float | None]]) -> str:
-    """One row per arm from (its final metrics, its training's wall time in seconds or None)."""
-    lines = ["| arm | " + " | ".join(label for _, label in METRICS) + " | mean | wall s |",
-             "|---|" + "---|" * (len(METRICS) + 2)]
-    for name, (metrics, wall_time) in results.items():
-        values = [metrics[key] for key, _ in METRICS]
-        lines.append(f"| {name} | " + " | ".join(f"{value:.1f}" for value in values)
-                     + f" | {sum(values) / len(values):.1f} | {'-' if wall_time is None else f'{wall_time:.0f}'} |")
+def table(results: dict[str, list[tuple[dict, float | None]]]) -> str:
+    """One row per arm from its runs' (final metrics, training wall time in seconds or None), one run per seed:
+    each metric's mean over the seeds, then the mean of the metrics, their spread over the seeds and the mean wall
+    time."""
+    lines = ["| arm | " + " | ".join(label for _, label in METRICS) + " | mean | seeds | spread | wall s |",
+             "|---|" + "---|" * (len(METRICS) + 4)]
+    for name, runs in results.items():
+        per_seed = [[metrics[key] for key, _ in METRICS] for metrics, _ in runs]
+        means = [sum(column) / len(runs) for column in zip(*per_seed)]
+        seed_means = [sum(values) / len(values) for values in per_seed]
+        wall_times = [wall_time for _, wall_time in runs if wall_time is not None]
+        lines.append(f"| {name} | " + " | ".join(f"{value:.1f}" for value in means)
+                     + f" | {sum(means) / len(means):.1f} | {len(runs)} | {max(seed_means) - min(seed_means):.1f} | "
+                     + (f"{sum(wall_times) / len(wall_times):.0f} |" if wall_times else "- |"))
     return "\n".join(lines)
 
 
@@ -71,6 +81,7 @@ def main(argv=None):
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folders (a second budget beside the first)")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds, each a run of every arm")
     parser.add_argument("extra", nargs="*", help="overrides applied to every arm, e.g. train.seed=1")
     args = parser.parse_args(argv)
     unknown = [name for name in args.arms.split(",") if name not in ARMS]
@@ -80,15 +91,19 @@ def main(argv=None):
     if missing and not (args.work / "train.csv").exists():
         parser.error(f"{args.devdata} lacks {', '.join(missing)}: expected flickr8k_1k/ (images/, captions.json) and "
                      "flowers102/, clothing10/ (train/ and test/ class folders)")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     paths = prepare(args.devdata, args.work)
     results = {}
     for name in args.arms.split(","):
-        summary = run_arm(name + args.tag, ARMS[name], paths, args.work, args.epochs, args.extra)
-        results[name] = summary["final_eval"], summary["wall_time_s_this_session"]
+        results[name] = []
+        for seed in seeds:
+            folder = name + args.tag + (f"_seed{seed}" if seed else "")
+            summary = run_arm(folder, ARMS[name], paths, args.work, args.epochs, [f"train.seed={seed}", *args.extra])
+            results[name].append((summary["final_eval"], summary["wall_time_s_this_session"]))
     open_clip_results = args.work / "open_clip" / f"results_{args.epochs}_epochs.json"  # open_clip_baseline's
     if open_clip_results.exists():
-        results["open_clip's trainer"] = json.loads(open_clip_results.read_text()), None
+        results["open_clip's trainer"] = [(json.loads(open_clip_results.read_text()), None)]
     print(table(results))
 
 

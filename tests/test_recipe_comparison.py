@@ -79,3 +79,11 @@ def test_open_clips_trainer_runs_on_the_same_caption_set_and_our_evaluation_scor
     assert (run / "checkpoints" / "epoch_1.pt").exists()
     params = (run / "params.txt").read_text()
     assert "wd: 0.2" in params and "warmup: 1" in params  # its default decay; 20% of its 5 steps
+
+
+def test_the_table_gives_each_metrics_mean_over_seeds_and_the_spread_of_their_means():
+    keys = [key for key, _ in recipe_comparison.METRICS]
+    first, second = dict(zip(keys, [40.0, 30.0, 20.0, 10.0])), dict(zip(keys, [30.0, 30.0, 10.0, 10.0]))
+    row = recipe_comparison.table({"plain": [(first, 100.0), (second, 300.0)]}).splitlines()[-1]
+    # means 35, 30, 15, 10 -> 22.5; the seeds' means 25 and 20 -> spread 5; wall time 200
+    assert row == "| plain | 35.0 | 30.0 | 15.0 | 10.0 | 22.5 | 2 | 5.0 | 200 |"
