@@ -30,6 +30,18 @@ BASE = {  # what every arm shares; the arms change recipe keys only
     # never in a precision that auto would choose by timing a busy machine
     "checkpoint": {"every_steps": 500, "keep_last": 1},
 }
+
+
+def open_clip_budget(epochs: int, seed: int) -> str:
+    """What names one open_clip baseline run: the budget it matches, and the seed unless 0."""
+    return f"{epochs}_epochs" + (f"_seed{seed}" if seed else "")
+
+
+def open_clip_results(work: Path, epochs: int, seed: int) -> Path:
+    """The scores of the open_clip baseline run for this budget and seed, which the comparison's table reads."""
+    return work / "open_clip" / f"results_{open_clip_budget(epochs, seed)}.json"
+
+
 def shrink(source: Path, target: Path) -> None:
     """A JPEG copy whose shorter side is IMAGE_SIDE (never enlarged)."""
     if target.exists():

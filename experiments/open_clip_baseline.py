@@ -3,7 +3,7 @@ and the same number of samples seen, its final checkpoint scored by our evaluati
 beside our recipes.
 
     pip install -r requirements-test.txt   # open_clip_torch and pandas
-    python -m experiments.open_clip_baseline --work DIR [--epochs 10] [open_clip_train option ...]
+    python -m experiments.open_clip_baseline --work DIR [--epochs 10] [--seed 0] [open_clip_train option ...]
 
 open_clip's CSV loader makes every row a sample (each caption of an image), where ours shows each image once per
 epoch with one of its captions drawn; so open_clip runs for the epochs that see as many samples as our --epochs
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.caption_set import BASE, EVAL_TEMPLATES, ROOT
+from experiments.caption_set import BASE, EVAL_TEMPLATES, ROOT, open_clip_budget, open_clip_results
 from model import model_config_by_name
 
 MODEL_NAME = "recipe-comparison-vit"
@@ -36,7 +36,7 @@ def open_clip_model_config() -> dict:
                          "width": config.text_width, "heads": config.text_heads, "layers": config.text_layers}}
 
 
-def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
+def train_open_clip(work: Path, epochs: int, seed: int, extra: list[str]) -> Path:
     """open_clip's final checkpoint after as many samples as our `epochs` (trained now unless it exists)."""
     with open(work / "train.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -44,7 +44,7 @@ def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
     open_clip_epochs = math.ceil(epochs * images / len(rows))
     batch = BASE["train"]["batch_size"]
     steps = open_clip_epochs * (len(rows) // batch)
-    name = f"run_{epochs}_epochs"  # one run per budget
+    name = f"run_{open_clip_budget(epochs, seed)}"
     checkpoint = work / "open_clip" / name / "checkpoints" / f"epoch_{open_clip_epochs}.pt"
     if checkpoint.exists():
         return checkpoint
@@ -58,7 +58,7 @@ def train_open_clip(work: Path, epochs: int, extra: list[str]) -> Path:
                  "--batch-size", str(batch), "--epochs", str(open_clip_epochs),
                  "--warmup", str(round(WARMUP_FRACTION * steps)), "--workers", "0", "--device", "cpu",
                  "--precision", BASE["train"]["precision"], "--logs", str(work / "open_clip"), "--name", name,
-                 "--save-frequency", str(open_clip_epochs), "--report-to", "", "--seed", "0", *extra]
+                 "--save-frequency", str(open_clip_epochs), "--report-to", "", "--seed", str(seed), *extra]
     # open_clip reads a model config from a file only through add_model_config: run its trainer in a child
     # process that registers ours first, in the caption table's folder (its image paths are relative to it)
     program = (f"import open_clip, sys; open_clip.add_model_config({str(config_file)!r}); "
@@ -89,11 +89,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="the folder experiments.recipe_comparison prepared")
     parser.add_argument("--epochs", type=int, default=10, help="our epochs to match in samples seen")
+    parser.add_argument("--seed", type=int, default=0, help="open_clip's --seed")
     parser.add_argument("extra", nargs="*", help="open_clip_train options, after --")
     args = parser.parse_args(argv)
-    results = score(train_open_clip(args.work, args.epochs, args.extra), args.work)
+    results = score(train_open_clip(args.work, args.epochs, args.seed, args.extra), args.work)
     print(json.dumps(results, indent=1))
-    (args.work / "open_clip" / f"results_{args.epochs}_epochs.json").write_text(json.dumps(results, indent=1))
+    open_clip_results(args.work, args.epochs, args.seed).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

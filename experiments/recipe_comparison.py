@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.caption_set import BASE, DEVELOPMENT_SETS, ROOT, eval_tasks, prepare
+from experiments.caption_set import BASE, DEVELOPMENT_SETS, ROOT, eval_tasks, open_clip_results, prepare
 
 ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on it (--config FILE)
     "plain": [],
@@ -101,9 +101,10 @@ def main(argv=None):
             folder = name + args.tag + (f"_seed{seed}" if seed else "")
             summary = run_arm(folder, ARMS[name], paths, args.work, args.epochs, [f"train.seed={seed}", *args.extra])
             results[name].append((summary["final_eval"], summary["wall_time_s_this_session"]))
-    open_clip_results = args.work / "open_clip" / f"results_{args.epochs}_epochs.json"  # open_clip_baseline's
-    if open_clip_results.exists():
-        results["open_clip's trainer"] = [(json.loads(open_clip_results.read_text()), None)]
+    open_clip_runs = [open_clip_results(args.work, args.epochs, seed) for seed in seeds]  # open_clip_baseline's
+    if any(path.exists() for path in open_clip_runs):
+        results["open_clip's trainer"] = [(json.loads(path.read_text()), None) for path in open_clip_runs
+                                          if path.exists()]
     print(table(results))
 
 
