@@ -1,6 +1,6 @@
 """data.captions_per_image: each image comes with m captions, all of them its positives. CLIP's and SigLIP's
 losses equal a hand computation on 3 images x 2 captions (with and without duplicates taken as positives); m copies
-of one caption give plain CLIP's gradients; two gloo ranks of two micro-batches each equal one process on
+of one caption give plain CLIP's gradients; each distinct caption of a batch is encoded once; two gloo ranks of two micro-batches each equal one process on
 the whole batch; the key's bad values and combinations are refused naming it; train.py trains with it."""
 import json
 import math
@@ -100,6 +100,18 @@ def test_copies_of_one_caption_are_plain_clip_in_gradients_and_loss_but_for_a_co
         results.append((loss.detach(), gradients(model)))
     torch.testing.assert_close(results[1][0], results[0][0] + math.log(3) / 2, rtol=1e-6, atol=0)
     assert_same_gradients(results[1][1], results[0][1])
+
+
+def test_each_distinct_caption_is_encoded_once_with_the_loss_of_every_row_encoded():
+    captions = ["a cat", "a cat", "a cat", "a dog", "a red car", "a dog", "a bird", "a bird", "a bird", "a cat",
+                "a ship", "a dog"]  # 4 images x 3 captions, 5 distinct
+    model, batch = fresh_model(), batch_of(captions, 3)
+    encoded_rows = []
+    encode_text = model.encode_text
+    model.encode_text = lambda tokens: encoded_rows.append(len(tokens)) or encode_text(tokens)
+    loss = ContrastiveObjective(captions_per_image=3).loss(model, batch, CPU, "fp32")
+    assert encoded_rows == [5]
+    torch.testing.assert_close(loss, ClipLoss()(*model(batch["images"], batch["tokens"])), rtol=1e-6, atol=0)
 
 
 # 8 images x 2 captions; the caption of row 1 (image 0) returns at row 11 (image 5, the other rank's) and row 3's

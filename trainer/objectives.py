@@ -37,12 +37,17 @@ class ContrastiveObjective:
         fp32: the loss over the whole global batch is where low precision hurts most; and the captions the loss
         compares (token rows padded to the context length), None where duplicates count as negatives."""
         images = batch["images"].to(device, non_blocking=True)
-        tokens = batch["tokens"].to(device, non_blocking=True)  # the loader cut the padding after the longest
+        tokens = batch["tokens"]  # on the host; the loader cut the padding after the longest caption
+        # each distinct caption encoded once: captions from labels or templates repeat within a batch, and so do
+        # the captions of an image with fewer than captions_per_image. Found on the host: no wait for the device
+        distinct, rows = torch.unique(tokens, dim=0, return_inverse=True)
         with autocast(device, precision):
-            image_features, text_features, *loss_parameters = model(images, tokens)
+            image_features, distinct_features, *loss_parameters = model(images, distinct.to(device, non_blocking=True))
+        text_features = distinct_features[rows.to(device, non_blocking=True)]
         captions = None
         if self.duplicates_are_positives:
-            captions = padded_captions(tokens, getattr(model, "module", model).config.context_length)  # under DDP
+            captions = padded_captions(tokens.to(device, non_blocking=True),
+                                       getattr(model, "module", model).config.context_length)  # under DDP
         return (image_features.float(), text_features.float(), tuple(value.float() for value in loss_parameters),
                 captions)
 
