@@ -41,6 +41,8 @@ class ContrastiveObjective:
         # each distinct caption encoded once: captions from labels or templates repeat within a batch, and so do
         # the captions of an image with fewer than captions_per_image. Found on the host: no wait for the device
         distinct, rows = torch.unique(tokens, dim=0, return_inverse=True)
+        if tokens.is_pinned():  # the loader pinned its batch for an asynchronous copy to the GPU: so are these
+            distinct, rows = distinct.pin_memory(), rows.pin_memory()
         with autocast(device, precision):
             image_features, distinct_features, *loss_parameters = model(images, distinct.to(device, non_blocking=True))
         text_features = distinct_features[rows.to(device, non_blocking=True)]
