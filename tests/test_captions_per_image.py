@@ -1,7 +1,8 @@
 """data.captions_per_image: each image comes with m captions, all of them its positives. CLIP's and SigLIP's
 losses equal a hand computation on 3 images x 2 captions (with and without duplicates taken as positives); m copies
-of one caption give plain CLIP's gradients; each distinct caption of a batch is encoded once; two gloo ranks of two micro-batches each equal one process on
-the whole batch; the key's bad values and combinations are refused naming it; train.py trains with it."""
+of one caption give plain CLIP's gradients; each distinct caption of a batch is encoded once; two gloo ranks of two
+micro-batches each equal one process on the whole batch; the key's bad values and combinations are refused naming
+it; train.py trains with it."""
 import json
 import math
 
