@@ -33,7 +33,6 @@ ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on
     "jitter_0.2": ["data.color_jitter=0.2"],
     "augmented": ["data.random_crop_min_area=0.5", "data.random_crop_max_aspect=1.33", "data.horizontal_flip=0.5"],
     "captions_3": ["data.captions_per_image=3"],
-    "captions_5": ["data.captions_per_image=5"],
     "warmup_0.05": ["schedule.warmup_fraction=0.05"],
 }
 
