@@ -35,8 +35,8 @@ class ClipLoss(nn.Module):
         own_images, own_texts = slice(first, first + rows), slice(first * per_image, (first + rows) * per_image)
         every_image, every_text = slice(0, all_image.shape[0]), slice(0, all_text.shape[0])
         device = image_features.device
-        image_targets = targets(own_images, every_text, per_image, all_captions, device)
-        text_targets = targets(every_image, own_texts, per_image, all_captions, device, transposed=True)
+        image_targets, _ = targets(own_images, every_text, per_image, all_captions, device)
+        _, text_targets = targets(every_image, own_texts, per_image, all_captions, device)
         logits_per_image = logit_scale * image_features @ all_text.T
         logits_per_text = logit_scale * text_features @ all_image.T
         return (F.cross_entropy(logits_per_image, image_targets) + F.cross_entropy(logits_per_text, text_targets)) / 2
@@ -49,17 +49,16 @@ def contrastive_loss(image_features, text_features, logit_scale, captions=None) 
     every_image, every_text = slice(0, image_features.shape[0]), slice(0, text_features.shape[0])
     device = image_features.device
     logits_per_image = logit_scale * image_features @ text_features.T
-    image_targets = targets(every_image, every_text, per_image, captions, device)
-    text_targets = targets(every_image, every_text, per_image, captions, device, transposed=True)
+    image_targets, text_targets = targets(every_image, every_text, per_image, captions, device)
     return (F.cross_entropy(logits_per_image, image_targets) + F.cross_entropy(logits_per_image.T, text_targets)) / 2
 
 
-def targets(images: slice, texts: slice, per_image: int, captions, device, transposed: bool = False) -> torch.Tensor:
-    """Cross-entropy targets of these images over these texts (transposed: of the texts over the images): the
-    index of each row's one positive where every row has exactly one by construction (one caption per image, no
-    duplicates compared), else each row's positives in equal shares."""
+def targets(images: slice, texts: slice, per_image: int, captions, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy targets of these images over these texts, and of these texts over these images: the index of
+    each row's one positive where every row has exactly one by construction (one caption per image, no duplicates
+    compared), else each row's positives in equal shares."""
     if per_image == 1 and captions is None:
-        return torch.arange(texts.start if transposed else images.start, texts.stop if transposed else images.stop,
-                            device=device)
+        return (torch.arange(images.start, images.stop, device=device),
+                torch.arange(texts.start, texts.stop, device=device))
     positives = positive_pairs(images, texts, per_image, captions, device)
-    return shares(positives.T if transposed else positives)
+    return shares(positives), shares(positives.T)

@@ -43,13 +43,14 @@ class ContrastiveObjective:
         distinct, rows = torch.unique(tokens, dim=0, return_inverse=True)
         if tokens.is_pinned():  # the loader pinned its batch for an asynchronous copy to the GPU: so are these
             distinct, rows = distinct.pin_memory(), rows.pin_memory()
+        distinct, rows = distinct.to(device, non_blocking=True), rows.to(device, non_blocking=True)
         with autocast(device, precision):
-            image_features, distinct_features, *loss_parameters = model(images, distinct.to(device, non_blocking=True))
-        text_features = distinct_features[rows.to(device, non_blocking=True)]
+            image_features, distinct_features, *loss_parameters = model(images, distinct)
+        text_features = distinct_features[rows]
         captions = None
         if self.duplicates_are_positives:
-            captions = padded_captions(tokens.to(device, non_blocking=True),
-                                       getattr(model, "module", model).config.context_length)  # under DDP
+            context_length = getattr(model, "module", model).config.context_length  # the model, also under DDP
+            captions = padded_captions(distinct[rows], context_length)
         return (image_features.float(), text_features.float(), tuple(value.float() for value in loss_parameters),
                 captions)
 
