@@ -32,9 +32,14 @@ BASE = {  # what every arm shares; the arms change recipe keys only
 }
 
 
+def seed_suffix(seed: int) -> str:
+    """What a run's name adds for its seed: nothing for seed 0, the one runs had before seeds were named."""
+    return f"_seed{seed}" if seed else ""
+
+
 def open_clip_budget(epochs: int, seed: int) -> str:
-    """What names one open_clip baseline run: the budget it matches, and the seed unless 0."""
-    return f"{epochs}_epochs" + (f"_seed{seed}" if seed else "")
+    """What names one open_clip baseline run: the budget it matches, and its seed."""
+    return f"{epochs}_epochs{seed_suffix(seed)}"
 
 
 def open_clip_results(work: Path, epochs: int, seed: int) -> Path:

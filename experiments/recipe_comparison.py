@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.caption_set import BASE, DEVELOPMENT_SETS, ROOT, eval_tasks, open_clip_results, prepare
+from experiments.caption_set import (BASE, DEVELOPMENT_SETS, ROOT, eval_tasks, open_clip_results, prepare,
+                                     seed_suffix)
 
 ARMS = {  # train.py arguments after the base: overrides, or a recipe layered on it (--config FILE)
     "plain": [],
@@ -83,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folders (a second budget beside the first)")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds, each a run of every arm")
-    parser.add_argument("extra", nargs="*", help="overrides applied to every arm, e.g. train.seed=1")
+    parser.add_argument("extra", nargs="*", help="overrides applied to every arm, e.g. train.num_threads=2")
     args = parser.parse_args(argv)
     unknown = [name for name in args.arms.split(",") if name not in ARMS]
     if unknown:
@@ -99,8 +100,8 @@ def main(argv=None):
     for name in args.arms.split(","):
         results[name] = []
         for seed in seeds:
-            folder = name + args.tag + (f"_seed{seed}" if seed else "")
-            summary = run_arm(folder, ARMS[name], paths, args.work, args.epochs, [f"train.seed={seed}", *args.extra])
+            summary = run_arm(name + args.tag + seed_suffix(seed), ARMS[name], paths, args.work, args.epochs,
+                              [f"train.seed={seed}", *args.extra])
             results[name].append((summary["final_eval"], summary["wall_time_s_this_session"]))
     open_clip_runs = [open_clip_results(args.work, args.epochs, seed) for seed in seeds]  # open_clip_baseline's
     if any(path.exists() for path in open_clip_runs):
