@@ -75,6 +75,14 @@ def table(results: dict[str, list[tuple[dict, float | None]]]) -> str:
     return "\n".join(lines)
 
 
+def seed_list(text: str) -> list[int]:
+    """--seeds: comma-separated non-negative integers."""
+    seeds = text.split(",")
+    if not all(seed.isdigit() for seed in seeds):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return [int(seed) for seed in seeds]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devdata", type=Path, required=True,
@@ -83,7 +91,8 @@ def main(argv=None):
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folders (a second budget beside the first)")
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds, each a run of every arm")
+    parser.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated training seeds, each a run of "
+                        "every arm")
     parser.add_argument("extra", nargs="*", help="overrides applied to every arm, e.g. train.num_threads=2")
     args = parser.parse_args(argv)
     unknown = [name for name in args.arms.split(",") if name not in ARMS]
@@ -93,17 +102,16 @@ def main(argv=None):
     if missing and not (args.work / "train.csv").exists():
         parser.error(f"{args.devdata} lacks {', '.join(missing)}: expected flickr8k_1k/ (images/, captions.json) and "
                      "flowers102/, clothing10/ (train/ and test/ class folders)")
-    seeds = [int(seed) for seed in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     paths = prepare(args.devdata, args.work)
     results = {}
     for name in args.arms.split(","):
         results[name] = []
-        for seed in seeds:
+        for seed in args.seeds:
             summary = run_arm(name + args.tag + seed_suffix(seed), ARMS[name], paths, args.work, args.epochs,
                               [f"train.seed={seed}", *args.extra])
             results[name].append((summary["final_eval"], summary["wall_time_s_this_session"]))
-    open_clip_runs = [open_clip_results(args.work, args.epochs, seed) for seed in seeds]  # open_clip_baseline's
+    open_clip_runs = [open_clip_results(args.work, args.epochs, seed) for seed in args.seeds]  # open_clip_baseline's
     if any(path.exists() for path in open_clip_runs):
         results["open_clip's trainer"] = [(json.loads(path.read_text()), None) for path in open_clip_runs
                                           if path.exists()]
