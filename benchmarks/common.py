@@ -35,6 +35,17 @@ def wall_times(run, repeats: int) -> list[float]:
     return times
 
 
+def synchronized(run, device: torch.device):
+    """`run` followed by a wait for the device: CUDA kernels are queued, so a wall time must include their end."""
+    if device.type != "cuda":
+        return run
+
+    def run_and_wait():
+        run()
+        torch.cuda.synchronize(device)
+    return run_and_wait
+
+
 def median_seconds(run, warmup: int = 1, repeats: int = 3) -> float:
     """Median wall time of `repeats` calls of `run()` after `warmup` untimed ones."""
     for _ in range(warmup):
@@ -75,21 +86,22 @@ class MatmulPeak(NamedTuple):
     side: int  # the side measured: smaller than asked for a precision this CPU only emulates
 
 
-_peaks: dict[tuple[str, int, int], MatmulPeak] = {}
+_peaks: dict[tuple[str, int, int, str], MatmulPeak] = {}
 
 
-def matmul_peak(precision: str, size: int = 4096, products: int = 5) -> MatmulPeak:
-    """Measured dense matmul rate (GFLOP/s) of square products of side `size` at torch's current thread count,
-    cached per process and thread count: one untimed product (thread pool, library buffers, clocks), then `products`
-    products back to back, each timed, the fastest kept, as a peak is what the machine can do. A precision that this
-    CPU only emulates (bf16 without native support: minutes per product at 4096) halves the side while one product
-    takes over a second."""
-    key = (precision, size, torch.get_num_threads())
+def matmul_peak(precision: str, size: int = 4096, products: int = 5, device: str = "cpu") -> MatmulPeak:
+    """Measured dense matmul rate (GFLOP/s) of square products of side `size` on `device` (on the CPU at torch's
+    current thread count), cached per process: one untimed product (thread pool, library buffers, clocks), then
+    `products` products back to back, each timed, the fastest kept, as a peak is what the machine can do. A precision
+    that this CPU only emulates (bf16 without native support: minutes per product at 4096) halves the side while one
+    product takes over a second."""
+    device = torch.device(device)
+    key = (precision, size, torch.get_num_threads(), str(device))
     if key not in _peaks:
         dtype, side = DTYPES[precision], size
-        if precision == "bf16" and not cpu_bf16_unit():
+        if precision == "bf16" and device.type == "cpu" and not cpu_bf16_unit():
             side = emulated_side(size, dtype)
-        _peaks[key] = MatmulPeak(2 * side ** 3 / product_seconds(side, dtype, products) / 1e9, side)
+        _peaks[key] = MatmulPeak(2 * side ** 3 / product_seconds(side, dtype, products, device) / 1e9, side)
     return _peaks[key]
 
 
@@ -107,25 +119,28 @@ def emulated_side(size: int, dtype: torch.dtype) -> int:
     return side
 
 
-def product_seconds(side: int, dtype: torch.dtype, products: int) -> float:
+def product_seconds(side: int, dtype: torch.dtype, products: int, device=torch.device("cpu")) -> float:
     """The fastest of `products` back-to-back products of two random square matrices, after an untimed one; the
     result goes to one preallocated tensor, so that allocation and page faults stay out of the timing."""
-    a, b = (torch.randn(side, side, dtype=dtype) for _ in range(2))
-    out = torch.empty(side, side, dtype=dtype)
-    product = lambda: torch.matmul(a, b, out=out)  # noqa: E731
+    a, b = (torch.randn(side, side, dtype=dtype, device=device) for _ in range(2))
+    out = torch.empty(side, side, dtype=dtype, device=device)
+    product = synchronized(lambda: torch.matmul(a, b, out=out), device)
     product()
     return min(wall_times(product, products))
 
 
-def machine_report(peak_size: int) -> str:
-    """The machine line and its measured matmul peak per precision: what every figure here is relative to."""
+def machine_report(peak_size: int, device: str = "cpu") -> str:
+    """The machine line and its measured matmul peak per precision on `device`: what every figure here is relative
+    to."""
+    device = torch.device(device)
     peaks = []
     for precision in DTYPES:
-        peak = matmul_peak(precision, peak_size)
+        peak = matmul_peak(precision, peak_size, device=device)
         peaks.append(f"{precision} {peak.gflops:,.1f}" + (f" (at {peak.side}x{peak.side})" if peak.side != peak_size
                                                           else ""))
-    return (f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, {torch.get_num_threads()} threads, "
-            f"GFLOP/s): {', '.join(peaks)}")
+    where = (f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}" if device.type == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    return f"{machine_line()}\ndense matmul peak ({peak_size}x{peak_size}, {where}, GFLOP/s): {', '.join(peaks)}"
 
 
 def add_machine_arguments(parser) -> None:

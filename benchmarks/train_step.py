@@ -4,7 +4,7 @@ precision used, and the peak memory (max RSS) of each. Every variant runs in a f
 thread pools and compiled code do not leak from one into the next.
 
     python -m benchmarks.train_step [--model RN50] [--batch-size 32] [--steps 3] [--levers] [--compile]
-                                    [--interleave 3]
+                                    [--interleave 3] [--device cuda]
 """
 import argparse
 import dataclasses
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
-                               matmul_peak, median_seconds, training_flops_per_sample)
+                               matmul_peak, median_seconds, synchronized, training_flops_per_sample)
 from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
 from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
@@ -68,14 +68,14 @@ def example_batch(config, batch_size: int, longest_caption: int = LONGEST_CAPTIO
     return images, tokens
 
 
-def our_step(config, variant: Variant, images, tokens):
+def our_step(config, variant: Variant, images, tokens, device: torch.device):
     """A closure running one step of the trainer's own code path (set-up, forward + loss + backward, AdamW step,
     logit-scale clamp)."""
     from trainer.optim import build_optimizer, optimizer_step
     from trainer.config import OptimizerConfig
     from trainer.trainer import accumulate_gradients
 
-    device, precision = torch.device("cpu"), variant.precision
+    precision = variant.precision
     model = build_model(config).to(device).train()
     if variant.channels_last:  # as the trainer does by default (train.channels_last)
         model = model.to(memory_format=torch.channels_last)
@@ -87,7 +87,8 @@ def our_step(config, variant: Variant, images, tokens):
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     step_model = torch.compile(model) if variant.compile else model
     tokens = trim_padding(tokens, TOKEN_LENGTH_MULTIPLE)  # as the training loader does
-    objective, batch = ContrastiveObjective(), {"images": images, "tokens": tokens, "skipped": 0}
+    objective = ContrastiveObjective()
+    batch = {"images": images.to(device), "tokens": tokens.to(device), "skipped": 0}
 
     def step():
         accumulate_gradients(step_model, [batch], objective, scaler, device, precision)
@@ -108,13 +109,14 @@ def open_clip_model(config, output_dict: bool = False):
                       heads=config.text_heads, layers=config.text_layers))
 
 
-def reference_step(config, variant: Variant, images, tokens):
+def reference_step(config, variant: Variant, images, tokens, device: torch.device):
     """open_clip's trainer step: its CLIP and ClipLoss, AdamW with its weight-decay groups, its autocast,
     zero_grad / forward / backward / step / clamp, as in open_clip_train.train.train_one_epoch."""
     import open_clip
     from open_clip_train.precision import get_autocast
 
-    model = open_clip_model(config, output_dict=True).train()
+    model = open_clip_model(config, output_dict=True).to(device).train()
+    images, tokens = images.to(device), tokens.to(device)
     exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
     named = list(model.named_parameters())
     optimizer = torch.optim.AdamW([
@@ -122,7 +124,7 @@ def reference_step(config, variant: Variant, images, tokens):
         {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": 0.1}], lr=5e-4, betas=(0.9, 0.98),
         eps=1e-8)
     loss_fn = open_clip.ClipLoss()
-    autocast = get_autocast(variant.precision, device_type="cpu")
+    autocast = get_autocast(variant.precision, device_type=device.type)
 
     def step():
         optimizer.zero_grad()
@@ -136,25 +138,30 @@ def reference_step(config, variant: Variant, images, tokens):
     return step, "bf16" if variant.precision == "amp_bf16" else "fp32"
 
 
-def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True) -> dict:
-    """Seconds per step (median of `steps`, after a warm-up step unless told not to), precision, max RSS."""
-    config = model_config_by_name(model_name)
+def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True,
+                    device: str = "cpu") -> dict:
+    """Seconds per step (median of `steps`, after a warm-up step unless told not to), precision, and the peak
+    memory: max RSS on the CPU, the most allocated on a CUDA device."""
+    config, device = model_config_by_name(model_name), torch.device(device)
     images, tokens = example_batch(config, batch_size, 77 if variant.full_context else LONGEST_CAPTION)
     started = time.perf_counter()
     build = our_step if variant.side == "ours" else reference_step
-    step, precision = build(config, variant, images, tokens)
+    step, precision = build(config, variant, images, tokens, device)
+    step = synchronized(step, device)
     if warmup:
         step()  # and compilation, when compiled
     first_step = time.perf_counter() - started
     seconds = median_seconds(step, warmup=0, repeats=steps)
-    return {"seconds": seconds, "first_step_s": first_step, "precision": precision,
-            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    memory_mb = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda"
+                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"seconds": seconds, "first_step_s": first_step, "precision": precision, "max_rss_mb": memory_mb}
 
 
-def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True) -> dict:
+def run_in_child(model_name: str, batch_size: int, variant: Variant, steps: int, warmup: bool = True,
+                 device: str = "cpu") -> dict:
     """measure_variant in a fresh process."""
     request = json.dumps({"model": model_name, "batch_size": batch_size, "steps": steps, "warmup": warmup,
-                          "variant": dataclasses.asdict(variant)})
+                          "variant": dataclasses.asdict(variant), "device": device})
     done = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--child", request],
                           capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
@@ -175,18 +182,19 @@ def variants(levers: bool, compile_lever: bool, native_bf16: bool) -> list[Varia
 
 
 def run(model_name: str, batch_size: int, steps: int, levers: bool = False, compile_lever: bool = False,
-        in_process: bool = False, peak_size: int = 4096, slow_batch_size: int = 2, rounds: int = 1) -> list[Row]:
+        in_process: bool = False, peak_size: int = 4096, slow_batch_size: int = 2, rounds: int = 1,
+        device: str = "cpu") -> list[Row]:
     """Rows for every variant. Precisions that this CPU runs on an emulated path (bf16 without native support)
     take minutes per step at full size: they run at `slow_batch_size`, one step without warm-up. `auto` is
     measured once, as the precision it resolves to. `in_process` measures every variant in this process (quicker;
     the max RSS is then the running maximum). Each of `rounds` rounds measures every variant once, in turn, and a
     variant's figure is the median over rounds: a change in the machine's load then hits ours and the reference
-    alike."""
+    alike. On a CUDA device the memory figure is the most allocated there, not the RSS."""
     config = model_config_by_name(model_name)
     with torch.device("meta"):
         flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
-    native_bf16 = "bf16" in hardware_choice("cpu").candidates
-    auto = auto_precision(config, batch_size)
+    native_bf16 = "bf16" in hardware_choice(device).candidates
+    auto = auto_precision(config, batch_size, device)
     print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward, "
           f"full context); auto = {auto.describe()}")
     auto = auto.precision
@@ -199,14 +207,15 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     for round_number in range(1, rounds + 1):
         print(f"  round {round_number}/{rounds}, load {os.getloadavg()[0]:.2f}, samples/s", end="", flush=True)
         for index, (variant, (batch, repeats, warmup)) in enumerate(plan.items()):
-            result = measure(model_name, batch, variant, repeats, warmup=warmup)
+            result = measure(model_name, batch, variant, repeats, warmup=warmup, device=device)
             per_round[variant].append(result | {"samples_per_s": batch / result["seconds"]})
             print(f"{' |' if index else ':'} {variant.name} {batch / result['seconds']:.3g}", end="", flush=True)
         print()
     results = {}
     for variant, (batch, _, warmup) in plan.items():
         result = median_over_rounds(per_round[variant])
-        result["mfu"] = flops * result["samples_per_s"] / (matmul_peak(result["precision"], peak_size).gflops * 1e9)
+        peak = matmul_peak(result["precision"], peak_size, device=device)
+        result["mfu"] = flops * result["samples_per_s"] / (peak.gflops * 1e9)
         notes = [] if warmup else [f"batch {batch}, 1 step, no warm-up: no native bf16"]
         notes += [f"median of {rounds} interleaved rounds"] if rounds > 1 else []
         result["note"] = "; ".join(notes)
@@ -219,11 +228,11 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     return comparison_rows(model_name, batch_size, results)
 
 
-def auto_precision(config, batch_size: int):
+def auto_precision(config, batch_size: int, device: str = "cpu"):
     """What the trainer's `auto` chooses for this model and batch (measured, or remembered from a measurement)."""
-    model = build_model(config).train().to(memory_format=torch.channels_last)
-    return decide_precision("auto", "cpu", training_workload(model, ContrastiveObjective(), batch_size, "cpu",
-                                                             channels_last=True))
+    model = build_model(config).train().to(device, memory_format=torch.channels_last)
+    return decide_precision("auto", device, training_workload(model, ContrastiveObjective(), batch_size, device,
+                                                              channels_last=True))
 
 
 def median_over_rounds(rounds: list[dict]) -> dict:
@@ -265,6 +274,7 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--in-process", action="store_true", help="no process per variant (quicker, shared RSS)")
     parser.add_argument("--interleave", type=int, default=1, metavar="ROUNDS",
                         help="measure every variant once per round, in turn, and report the median over rounds")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:N) for a GPU")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     add_machine_arguments(parser)
     args = parser.parse_args(argv)
@@ -273,11 +283,11 @@ def main(argv=None) -> list[Row]:
     if args.child:
         request = json.loads(args.child)
         print(json.dumps(measure_variant(request["model"], request["batch_size"], Variant(**request["variant"]),
-                                         request["steps"], request["warmup"])))
+                                         request["steps"], request["warmup"], request["device"])))
         return []
-    print(machine_report(args.peak_size))
+    print(machine_report(args.peak_size, args.device))
     rows = run(args.model, args.batch_size, args.steps, args.levers, args.compile, args.in_process, args.peak_size,
-               rounds=args.interleave)
+               rounds=args.interleave, device=args.device)
     print(markdown_table(rows))
     return rows
 
