@@ -30,6 +30,7 @@ from trainer.objectives import ContrastiveObjective
 from trainer.precision_choice import training_workload
 from utils.precision import hardware_choice
 from utils.precision_calibration import decide_precision
+from utils.seeding import choose_cuda_kernels
 
 REFERENCE = "open_clip"
 LONGEST_CAPTION = 32
@@ -143,6 +144,8 @@ def measure_variant(model_name: str, batch_size: int, variant: Variant, steps: i
     """Seconds per step (median of `steps`, after a warm-up step unless told not to), precision, and the peak
     memory: max RSS on the CPU, the most allocated on a CUDA device."""
     config, device = model_config_by_name(model_name), torch.device(device)
+    if device.type == "cuda":
+        choose_cuda_kernels(deterministic=False)  # as both trainers do on CUDA: cuDNN autotuning, TF32 matmuls
     images, tokens = example_batch(config, batch_size, 77 if variant.full_context else LONGEST_CAPTION)
     started = time.perf_counter()
     build = our_step if variant.side == "ours" else reference_step
@@ -191,12 +194,16 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     variant's figure is the median over rounds: a change in the machine's load then hits ours and the reference
     alike. On a CUDA device the memory figure is the most allocated there, not the RSS."""
     config = model_config_by_name(model_name)
+    images, tokens = (tensor.to("meta") for tensor in example_batch(config, 2))
+    # our loader trims the batch's padding: the text tower runs on fewer positions than open_clip's
+    trimmed_tokens = trim_padding(example_batch(config, 2)[1], TOKEN_LENGTH_MULTIPLE).to("meta")
     with torch.device("meta"):
-        flops = training_flops_per_sample(build_model(config).train(), *example_batch(config, 2))
+        flops = training_flops_per_sample(build_model(config).train(), images, tokens)
+        trimmed_flops = training_flops_per_sample(build_model(config).train(), images, trimmed_tokens)
     native_bf16 = "bf16" in hardware_choice(device).candidates
     auto = auto_precision(config, batch_size, device)
     print(f"train_step: {model_name}, batch {batch_size}, {flops / 1e9:.1f} GFLOP per sample (forward + backward, "
-          f"full context); auto = {auto.describe()}")
+          f"full context; {trimmed_flops / 1e9:.1f} with our trimmed padding); auto = {auto.describe()}")
     auto = auto.precision
     measure = measure_variant if in_process else run_in_child
     plan = {}  # variant -> batch, timed steps, warm-up
@@ -215,7 +222,8 @@ def run(model_name: str, batch_size: int, steps: int, levers: bool = False, comp
     for variant, (batch, _, warmup) in plan.items():
         result = median_over_rounds(per_round[variant])
         peak = matmul_peak(result["precision"], peak_size, device=device)
-        result["mfu"] = flops * result["samples_per_s"] / (peak.gflops * 1e9)
+        computed = trimmed_flops if variant.side == "ours" and not variant.full_context else flops
+        result["mfu"] = computed * result["samples_per_s"] / (peak.gflops * 1e9)
         notes = [] if warmup else [f"batch {batch}, 1 step, no warm-up: no native bf16"]
         notes += [f"median of {rounds} interleaved rounds"] if rounds > 1 else []
         result["note"] = "; ".join(notes)
@@ -285,6 +293,8 @@ def main(argv=None) -> list[Row]:
         print(json.dumps(measure_variant(request["model"], request["batch_size"], Variant(**request["variant"]),
                                          request["steps"], request["warmup"], request["device"])))
         return []
+    if torch.device(args.device).type == "cuda":
+        choose_cuda_kernels(deterministic=False)  # the fp32 peak with TF32, as the steps run
     print(machine_report(args.peak_size, args.device))
     rows = run(args.model, args.batch_size, args.steps, args.levers, args.compile, args.in_process, args.peak_size,
                rounds=args.interleave, device=args.device)

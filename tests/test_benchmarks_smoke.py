@@ -24,7 +24,7 @@ def test_interleaved_rounds_take_turns_and_report_the_median_per_variant(monkeyp
     seconds_per_round = {"open_clip fp32": [2.0, 1.0, 0.25], "ours fp32": [0.1, 0.5, 1.0]}
     calls = []
 
-    def measure(model_name, batch_size, variant, steps, warmup=True):
+    def measure(model_name, batch_size, variant, steps, warmup=True, device="cpu"):
         round_index = sum(name == variant.name for name in calls)
         calls.append(variant.name)
         return {"seconds": seconds_per_round.get(variant.name, [2.0] * 3)[round_index], "first_step_s": 0.0,

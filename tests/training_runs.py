@@ -47,7 +47,7 @@ def train_data_command(train_data, run_dir, *extra):
 def source_command(source_flags, run_dir, *extra):
     return [sys.executable, str(REPO / "train.py"), *source_flags, "model.name=quickstart",
             f"output_dir={run_dir}", f"train.epochs={EPOCHS}", f"train.batch_size={BATCH}", "train.precision=fp32",
-            "train.num_threads=1", "train.log_every_steps=1", "checkpoint.every_steps=2", "checkpoint.keep_last=2",
+            "train.deterministic=true", "train.num_threads=1", "train.log_every_steps=1", "checkpoint.every_steps=2", "checkpoint.keep_last=2",
             "data.num_workers=0", "schedule.warmup_fraction=0.25", *extra]
 
 

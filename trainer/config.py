@@ -44,6 +44,9 @@ class LoopConfig:
     channels_last: bool = True  # channels-last memory for the image tower's convolutions: faster, same result
     compile: bool = False  # torch.compile the model's forward: faster steps after a compile of seconds to minutes
     grad_checkpointing: bool = False  # recompute block activations in the backward pass: less memory, more compute
+    # CUDA: deterministic kernels and no cuDNN autotuning (slower): runs repeat bit for bit and a resumed run equals
+    # an uninterrupted one, as CPU runs always do
+    deterministic: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum_steps", "log_every_steps"):

@@ -8,8 +8,8 @@ from utils.errors import UserError
 
 # Where the run writes, how often it logs, checkpoints and evaluates, and how fast it computes: free to change.
 TRAJECTORY_FREE = ("output_dir", "checkpoint", "eval", "train.log_every_steps", "train.num_threads",
-                   "train.channels_last", "train.grad_checkpointing", "data.prefetch_factor", "data.memory_cache_mb",
-                   "data.strict_images")
+                   "train.channels_last", "train.grad_checkpointing", "train.deterministic", "data.prefetch_factor",
+                   "data.memory_cache_mb", "data.strict_images")
 WORKERS = "data.num_workers"  # free unless the loader's batches depend on it (shards: a worker reads its own)
 PROCESSES = "processes"
 # Settings added after checkpoints were being written, each with the value that behaves as runs did before it: a

@@ -25,6 +25,7 @@ from trainer.preemption import StopRequest
 from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
+from utils.seeding import choose_cuda_kernels
 from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
 from utils.precision_calibration import PrecisionDecision
@@ -127,9 +128,7 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
     config, model, loop = job.config, job.model, job.config.train
     run_dir = Path(config.output_dir)
     if ctx.device.type == "cuda":
-        # fixed image shapes: cuDNN times its convolution algorithms once; fp32 matmuls on tensor cores (TF32)
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
+        choose_cuda_kernels(loop.deterministic)
     model.to(ctx.device).train()
     if loop.channels_last:
         model.to(memory_format=torch.channels_last)
