@@ -1,6 +1,7 @@
 """Reports, caches, logs and checkpoints are written whole or not at all: a kill mid-write leaves the old file, a
 failed write (a full disk, a folder that is a file) is one error naming the file and the cause, with no partial
 file left."""
+import os
 import signal
 import subprocess
 import sys
@@ -70,3 +71,17 @@ def test_a_written_file_has_the_mode_open_would_give_it(tmp_path):
     write_text_atomically(tmp_path / "report.txt", "Top 1 accuracy = 50.00 %\n")
     (tmp_path / "plain.txt").write_text("Top 1 accuracy = 50.00 %\n")
     assert (tmp_path / "report.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_failed_chmod_closes_the_temporary_file(tmp_path, monkeypatch):
+    def chmod(*args, **kwargs):
+        raise PermissionError(13, "Operation not permitted")
+    monkeypatch.setattr(os, "chmod", chmod)
+    before = open_descriptors()
+    with pytest.raises(WriteFailed, match="Operation not permitted$"):
+        write_text_atomically(tmp_path / "report.txt", "x")
+    assert open_descriptors() == before and list(tmp_path.iterdir()) == []

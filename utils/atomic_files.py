@@ -28,8 +28,8 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-        os.chmod(temp_name, 0o666 & ~_UMASK)
-        with os.fdopen(handle, "wb") as file:
+        with os.fdopen(handle, "wb") as file:  # opened first, so that a failing chmod still closes the handle
+            os.chmod(temp_name, 0o666 & ~_UMASK)
             write(file)
             file.flush()
             os.fsync(file.fileno())
