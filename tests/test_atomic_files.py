@@ -1,6 +1,7 @@
 """Reports, caches, logs and checkpoints are written whole or not at all: a kill mid-write leaves the old file, a
 failed write (a full disk, a folder that is a file) is one error naming the file and the cause, with no partial
 file left."""
+import logging
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import tempfile
 import pytest
 import torch
 
-from faults import mkstemp_on_a_full_disk
+from faults import fsync_failing_on_folders, mkstemp_on_a_full_disk
 from training_runs import REPO, wait_for
 from utils.atomic_files import WriteFailed, temporary_files, write_atomically, write_text_atomically
 from utils.checkpoint import save_checkpoint_atomic
@@ -85,3 +86,16 @@ def test_a_failed_chmod_closes_the_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(WriteFailed, match="Operation not permitted$"):
         write_text_atomically(tmp_path / "report.txt", "x")
     assert open_descriptors() == before and list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_flushed_after_the_rename_is_a_warning_not_a_failed_write(tmp_path, monkeypatch,
+                                                                                            caplog):
+    report = tmp_path / "report.txt"
+    report.write_text("old")
+    monkeypatch.setattr(os, "fsync", fsync_failing_on_folders())
+    with caplog.at_level(logging.WARNING):
+        write_text_atomically(report, "new")  # the new file is in place: callers must not report it lost
+    assert report.read_text() == "new" and list(tmp_path.iterdir()) == [report]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{report} is written, but its folder could not be flushed to disk (Input/output error): "
+        "a power loss may bring back the previous version"]

@@ -1,6 +1,8 @@
 """Files written whole or not at all: the content goes to a temporary file in the same folder, is flushed to disk,
 then renamed over the target. A kill at any moment leaves the old file or the new one, never a torn one; a failed
-write (disk full, permission denied, the folder removed) leaves no partial file and raises WriteFailed."""
+write (disk full, permission denied, the folder removed) leaves no partial file and raises WriteFailed. A folder
+that cannot be flushed once the file is in place is only a warning."""
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -8,6 +10,7 @@ from typing import BinaryIO, Callable
 
 from utils.errors import UserError
 
+log = logging.getLogger(__name__)
 TEMPORARY_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read back unchanged: a temporary file gets the mode open() would give the file, not 0600
@@ -34,7 +37,6 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_name, path)
-        _fsync_folder(path.parent)  # make the rename itself durable
     except BaseException as error:
         if temp_name:
             Path(temp_name).unlink(missing_ok=True)
@@ -42,6 +44,11 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
         if cause is None:
             raise
         raise WriteFailed(path, cause.strerror or str(cause)) from None
+    try:
+        _fsync_folder(path.parent)  # make the rename itself durable
+    except OSError as error:  # the new file is in place: reporting the write as failed would be false
+        log.warning("%s is written, but its folder could not be flushed to disk (%s): a power loss may bring back "
+                    "the previous version", path, error.strerror or error)
 
 
 def write_text_atomically(path, text: str) -> None:
