@@ -74,6 +74,18 @@ def test_a_written_file_has_the_mode_open_would_give_it(tmp_path):
     assert (tmp_path / "report.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
 
 
+def test_new_folders_are_flushed_in_their_parents(tmp_path, monkeypatch):
+    real_fsync, flushed = os.fsync, []
+
+    def fsync(descriptor):
+        flushed.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_text_atomically(tmp_path / "run" / "eval" / "report.json", "{}\n")
+    # A power loss must not drop a new folder with the file in it: each new entry is flushed in its parent.
+    assert {str(tmp_path), str(tmp_path / "run"), str(tmp_path / "run" / "eval")} <= set(flushed)
+
+
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -29,7 +29,7 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     temp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        new_folders = _make_folders(path.parent)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
         with os.fdopen(handle, "wb") as file:  # opened first, so that a failing chmod still closes the handle
             os.chmod(temp_name, 0o666 & ~_UMASK)
@@ -44,11 +44,7 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
         if cause is None:
             raise
         raise WriteFailed(path, cause.strerror or str(cause)) from None
-    try:
-        _fsync_folder(path.parent)  # make the rename itself durable
-    except OSError as error:  # the new file is in place: reporting the write as failed would be false
-        log.warning("%s is written, but its folder could not be flushed to disk (%s): a power loss may bring back "
-                    "the previous version", path, error.strerror or error)
+    _flush_folders(path, new_folders)
 
 
 def write_text_atomically(path, text: str) -> None:
@@ -72,6 +68,25 @@ def os_error_behind(error: BaseException) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the folders it created."""
+    missing = [new for new in (folder, *folder.parents) if not new.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _flush_folders(path: Path, new_folders: list[Path]) -> None:
+    """Make the rename of `path` durable, and the entry of each new folder in its parent: otherwise a power loss may
+    drop a new folder with the file in it. The file is in place already, so a folder that cannot be flushed (as on
+    some network filesystems) is a warning: reporting the write as failed would be false."""
+    try:
+        for folder in (path.parent, *(new.parent for new in new_folders)):
+            _fsync_folder(folder)
+    except OSError as error:
+        log.warning("%s is written, but its folder could not be flushed to disk (%s): a power loss may bring back "
+                    "the previous version", path, error.strerror or error)
 
 
 def _fsync_folder(folder: Path) -> None:
