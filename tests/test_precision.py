@@ -158,11 +158,11 @@ def test_millisecond_steps_are_timed_over_more_rounds(monkeypatch, cache_dir, cl
     assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MAX_TIMED_ROUNDS
 
 
-def choose_on_rank(rank, world_size, port, seconds, out_dir):
-    """choose_training_precision on a CPU with native bf16, where a step takes `seconds[rank]` on the rank's own
+def choose_on_rank(rank, world_size, port, cpus, seconds, out_dir):
+    """choose_training_precision on a CPU like `cpus[rank]`, where a step takes `seconds[rank]` on the rank's own
     fake clock and, as the real training step does, runs a collective."""
     with gloo_process_group(rank, world_size, port, timeout_s=20), pytest.MonkeyPatch.context() as patch:
-        pretend_cpu(patch, "Zen 4")
+        pretend_cpu(patch, cpus[rank])
         clock, calls = FakeClock(), []
         patch.setattr(calibration.time, "perf_counter", clock)
         timed = timed_workload(clock, seconds[rank], calls)
@@ -177,12 +177,19 @@ def choose_on_rank(rank, world_size, port, seconds, out_dir):
     (out_dir / f"rank{rank}.json").write_text(json.dumps({"precision": decision.precision, "steps": len(calls)}))
 
 
-def test_ranks_timing_differently_run_rank_0s_rounds_and_agree(monkeypatch, cache_dir, tmp_path):
+MEASURED_BY_RANK_0 = {"precision": "bf16", "steps": 2 * (1 + calibration.MIN_TIMED_ROUNDS)}
+
+
+@pytest.mark.parametrize("cpus, expected", [
+    (("Zen 4", "Zen 4"), MEASURED_BY_RANK_0),
+    (("Zen 4", "Zen 1 (AVX2)"), MEASURED_BY_RANK_0),  # rank 1 alone would settle on fp32 without measuring
+    (("Zen 1 (AVX2)", "Zen 4"), {"precision": "fp32", "steps": 0}),  # and here rank 1 alone would measure
+])
+def test_every_rank_measures_as_rank_0_decides_and_gets_its_choice(monkeypatch, cache_dir, tmp_path, cpus, expected):
     # rank 0 has timed a second of each precision after 2 rounds; rank 1's millisecond steps alone would need 20
     seconds = [{"fp32": 3.0, "bf16": 1.0}, {"fp32": 0.001, "bf16": 0.003}]
-    mp.spawn(choose_on_rank, args=(2, free_port(), seconds, tmp_path), nprocs=2, join=True)
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
-    assert ranks == [{"precision": "bf16", "steps": 2 * (1 + calibration.MIN_TIMED_ROUNDS)}] * 2
+    mp.spawn(choose_on_rank, args=(2, free_port(), cpus, seconds, tmp_path), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)] == [expected] * 2
 
 
 def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir, clock):

@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from trainer.distributed import all_gather_object
+from trainer.distributed import all_gather_object, decided_on_main
 from utils.precision_calibration import (PrecisionDecision, Workload, decide_without_measuring, measure, remember,
                                          remembered_decision)
 
@@ -32,9 +32,10 @@ def training_workload(model, objective, batch_size: int, device, channels_last: 
 
 def choose_training_precision(requested: str, model, objective, batch_size: int, ctx,
                               channels_last: bool) -> PrecisionDecision:
-    """Rank 0's remembered or measured decision, for every rank. When rank 0 must measure, every rank measures
-    alongside it, as the loss gathers features across ranks, and runs the timing rounds rank 0 decides on."""
-    decision = decide_without_measuring(requested, ctx.device)
+    """Rank 0's decision, for every rank: settled by its hardware, remembered, or measured. When rank 0 must
+    measure, every rank measures alongside it, as the loss gathers features across ranks, and runs the steps rank 0
+    decides on: its candidates, its number of timing rounds."""
+    decision = decided_on_main(lambda: decide_without_measuring(requested, ctx.device), ctx.is_main)
     if decision:
         return decision
     workload = training_workload(model, objective, batch_size, ctx.device, channels_last)

@@ -100,9 +100,9 @@ def measure(device, workload: Workload, agreed: Callable = lambda value: value) 
     """Time the workload at each of the hardware's candidate precisions, in turn, and keep the faster: each
     precision's best step over the rounds (interference from other processes only ever adds time). Where several
     processes time steps that wait for each other (collectives), `agreed` turns each process's value of what
-    decides which steps run into one value for all (rank 0's): on their own clocks they would run different
-    numbers of steps and wait forever."""
-    choice = hardware_choice(device)
+    decides which steps run (the candidates, whether to time another round) into one value for all (rank 0's): on
+    their own hardware and clocks they would run different steps and wait for each other forever."""
+    choice = agreed(hardware_choice(device))
     steps = {precision: workload.make_step(precision) for precision in choice.candidates}
     for step in steps.values():
         step()
