@@ -1,5 +1,7 @@
-"""Faults the tests inject: a full disk under chosen writes."""
+"""Faults the tests inject: a full disk under chosen writes, a folder that cannot be flushed."""
+import errno
 import os
+import stat
 import tempfile
 
 
@@ -20,3 +22,14 @@ def mkstemp_on_a_full_disk(checkpoint_write: int | None = None):
         os.close(handle)
         return os.open("/dev/full", os.O_WRONLY), name
     return mkstemp
+
+
+def fsync_failing_on_folders():
+    """os.fsync, except that on a folder it fails as a disk error would (EIO), as it may on network filesystems."""
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(descriptor)
+    return fsync

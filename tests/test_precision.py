@@ -1,10 +1,18 @@
 """`auto` precision: native support decides where it can; on CPUs with native bf16 a measurement of the actual
-work decides, is remembered, and leaves the run as it would have been at the chosen precision."""
+work decides, is remembered, and leaves the run as it would have been at the chosen precision. Under torchrun,
+rank 0 decides what every rank measures and for how long, since the steps timed contain collectives."""
+import dataclasses
+import json
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from evaluation.inference_precision import choose_inference_precision
+from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
+from trainer import precision_choice
+from trainer.distributed import DistributedContext, all_reduce_sum
 from utils import precision
 from utils import precision_calibration as calibration
 from utils.errors import UserError
@@ -148,6 +156,40 @@ def test_millisecond_steps_are_timed_over_more_rounds(monkeypatch, cache_dir, cl
     calibration.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.3, "bf16": 0.001}, calls))
     # fp32 passes a second of timing after 4 rounds; bf16 never does, so the rounds stop at the limit
     assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MAX_TIMED_ROUNDS
+
+
+def choose_on_rank(rank, world_size, port, cpus, seconds, out_dir):
+    """choose_training_precision on a CPU like `cpus[rank]`, where a step takes `seconds[rank]` on the rank's own
+    fake clock and, as the real training step does, runs a collective."""
+    with gloo_process_group(rank, world_size, port, timeout_s=20), pytest.MonkeyPatch.context() as patch:
+        pretend_cpu(patch, cpus[rank])
+        clock, calls = FakeClock(), []
+        patch.setattr(calibration.time, "perf_counter", clock)
+        timed = timed_workload(clock, seconds[rank], calls)
+
+        def make_step(name):
+            step = timed.make_step(name)
+            return lambda: (all_reduce_sum(torch.ones(1)), step())
+        patch.setattr(precision_choice, "training_workload",
+                      lambda *args: dataclasses.replace(timed, make_step=make_step))
+        ctx = DistributedContext(rank, rank, world_size, torch.device("cpu"))
+        decision = precision_choice.choose_training_precision("auto", None, None, 4, ctx, channels_last=False)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps({"precision": decision.precision, "steps": len(calls)}))
+
+
+MEASURED_BY_RANK_0 = {"precision": "bf16", "steps": 2 * (1 + calibration.MIN_TIMED_ROUNDS)}
+
+
+@pytest.mark.parametrize("cpus, expected", [
+    (("Zen 4", "Zen 4"), MEASURED_BY_RANK_0),
+    (("Zen 4", "Zen 1 (AVX2)"), MEASURED_BY_RANK_0),  # rank 1 alone would settle on fp32 without measuring
+    (("Zen 1 (AVX2)", "Zen 4"), {"precision": "fp32", "steps": 0}),  # and here rank 1 alone would measure
+])
+def test_every_rank_measures_as_rank_0_decides_and_gets_its_choice(monkeypatch, cache_dir, tmp_path, cpus, expected):
+    # rank 0 has timed a second of each precision after 2 rounds; rank 1's millisecond steps alone would need 20
+    seconds = [{"fp32": 3.0, "bf16": 1.0}, {"fp32": 0.001, "bf16": 0.003}]
+    mp.spawn(choose_on_rank, args=(2, free_port(), cpus, seconds, tmp_path), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)] == [expected] * 2
 
 
 def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir, clock):

@@ -1,16 +1,20 @@
 """Exact resume through `python train.py`: after SIGKILL and SIGTERM the final weights are bit-identical to an
-uninterrupted run; SIGTERM exits as interrupted (143) without the end-of-run evaluation; a kill inside a
-checkpoint write leaves the previous checkpoint loadable; the run's records."""
+uninterrupted run; SIGTERM exits as interrupted (143) without the end-of-run evaluation, and an evaluation that a
+stop left undone is done on resume; a kill inside a checkpoint write leaves the previous checkpoint loadable; the
+run's records."""
 import json
 import math
+import os
 import signal
 import sys
 
 import pytest
 import torch
 
-from training_runs import TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, start, train_command, wait_for
+from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process, start,
+                           train_command, wait_for)
 from dataloader.synthetic import SyntheticDataConfig, write_eval_set
+from trainer import trainer as trainer_module
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
@@ -59,13 +63,18 @@ def test_resume_after_sigkill_is_bit_identical(coco_dataset, uninterrupted_run, 
     assert [record["step"] for record in read_log(tmp_path)] == list(range(1, TOTAL_STEPS + 1))
 
 
-def test_sigterm_saves_exits_as_interrupted_without_final_evaluation_and_resumes(coco_dataset, uninterrupted_run,
-                                                                                   tmp_path):
-    run_dir = tmp_path / "run"
-    shapes = SyntheticDataConfig(root=str(tmp_path / "shapes"), eval_images_per_class=1)
+@pytest.fixture(scope="module")
+def shapes_task(tmp_path_factory):
+    """A zero-shot task of one image per class, cheap to score; by itself, on the final weights only."""
+    shapes = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("shapes")), eval_images_per_class=1)
     write_eval_set(shapes)
-    evaluation = [f"eval.tasks=[{{kind: zeroshot, name: shapes, data_dir: {shapes.eval_dir}}}]"]  # final weights only
-    process = start(train_command(coco_dataset, run_dir, *evaluation))
+    return f"eval.tasks=[{{kind: zeroshot, name: shapes, data_dir: {shapes.eval_dir}}}]"
+
+
+def test_sigterm_saves_exits_as_interrupted_without_final_evaluation_and_resumes(coco_dataset, uninterrupted_run,
+                                                                                   shapes_task, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(train_command(coco_dataset, run_dir, shapes_task))
     wait_for(lambda: list_checkpoints(run_dir), process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
@@ -78,6 +87,52 @@ def test_sigterm_saves_exits_as_interrupted_without_final_evaluation_and_resumes
     resumed = run(train_command(coco_dataset, run_dir, "--resume", "auto"))
     assert resumed.returncode == 0, resumed.stderr
     assert_bit_identical(final_weights(run_dir), final_weights(uninterrupted_run))
+
+
+EVALUATED_EVERY = 4  # evaluations due at steps 4, 8 and 12, the last
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(coco_dataset, shapes_task, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("evaluated")
+    assert run_in_process(train_command(coco_dataset, run_dir, shapes_task, f"eval.every_steps={EVALUATED_EVERY}")) == 0
+    return run_dir
+
+
+def sigterm_during_step(monkeypatch, step: int) -> None:
+    """SIGTERM arrives while the run computes `step`: it stops right after that step."""
+    def train_step(session, micro_batches, _train_step=trainer_module.train_step):
+        if session.state.step == step - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _train_step(session, micro_batches)
+    monkeypatch.setattr(trainer_module, "train_step", train_step)
+
+
+def evaluations(run_dir) -> list[dict]:
+    return [record for record in read_log(run_dir) if "shapes/top1" in record]
+
+
+def final_records(run_dir) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {key: summary.get(key) for key in ("steps", "final_loss", "final_eval")}
+
+
+@pytest.mark.parametrize("stop_step", [2 * EVALUATED_EVERY, TOTAL_STEPS])
+def test_an_evaluation_a_stop_left_undone_is_done_on_resume(coco_dataset, evaluated_run, shapes_task, tmp_path,
+                                                             monkeypatch, stop_step):
+    command = train_command(coco_dataset, tmp_path, shapes_task, f"eval.every_steps={EVALUATED_EVERY}", "--resume",
+                            "auto")
+    with monkeypatch.context() as patch:
+        sigterm_during_step(patch, stop_step)
+        assert run_in_process(command) == 128 + signal.SIGTERM
+    assert load_checkpoint(list_checkpoints(tmp_path)[-1])["step"] == stop_step
+    # stopped before scoring the stop's step
+    assert [record["step"] for record in evaluations(tmp_path)] == list(range(EVALUATED_EVERY, stop_step,
+                                                                              EVALUATED_EVERY))
+    assert run_in_process(command) == 0
+    assert evaluations(tmp_path) == evaluations(evaluated_run)  # the stop's step scored too, on the same weights
+    final = final_records(tmp_path)
+    assert final == final_records(evaluated_run) and final["final_eval"]["step"] == TOTAL_STEPS and final["final_loss"]
 
 
 # Runs train.py with torch.save stalled inside its second checkpoint write, after part of the file is written.

@@ -22,9 +22,13 @@ PASSED_OVER_DIR = "passed_over"
 
 @dataclasses.dataclass
 class TrainState:
-    """The loop's position: everything else (epoch, batch in epoch, learning rate) follows from `step`."""
+    """The loop's position (everything else, epoch, batch in epoch, learning rate, follows from `step`) and the
+    records of it that the summary reports: a run resumed at its last step writes the summary it would have."""
     step: int = 0
     skipped_images: int = 0  # missing/corrupt images replaced in the batches seen so far, all ranks
+    evaluation_pending: bool = False  # one was due at `step`, but a stop came first: the resumed run does it
+    record: dict = dataclasses.field(default_factory=dict)  # the last training record logged
+    evaluation: dict = dataclasses.field(default_factory=dict)  # the last evaluation record
 
 
 def checkpoint_dir(run_dir) -> Path:
@@ -137,7 +141,7 @@ def restore_rng_state(state: dict) -> None:
 
 
 def save_training_checkpoint(run_dir, model, optimizer, scaler, state: TrainState, position: dict,
-                             config: dict, rng_states: list, metrics: dict, keep_last: int) -> Path:
+                             config: dict, rng_states: list, keep_last: int) -> Path:
     """Write the checkpoint of `state.step` atomically and delete all but the newest `keep_last`."""
     payload = {
         "model": model.state_dict(),
@@ -149,7 +153,9 @@ def save_training_checkpoint(run_dir, model, optimizer, scaler, state: TrainStat
         **position,  # epoch, batch_in_epoch: where the data stream continues
         "skipped_images": state.skipped_images,
         "rng": rng_states,  # one entry per rank
-        "metrics": metrics,
+        "metrics": state.record,
+        "evaluation": state.evaluation,
+        "evaluation_pending": state.evaluation_pending,
     }
     path = checkpoint_path(run_dir, state.step)
     try:
@@ -198,4 +204,7 @@ def load_training_checkpoint(path, model, optimizer, scaler, rank: int, world_si
     elif rank == 0:
         print(f"note: {path} was written by {len(payload['rng'])} processes, this run has {world_size}: "
               f"random generators start fresh and the data order differs from the original run")
-    return TrainState(step=payload["step"], skipped_images=payload.get("skipped_images", 0))
+    # checkpoints written before these records were kept: a stop's evaluation is lost, the summary without them
+    return TrainState(step=payload["step"], skipped_images=payload.get("skipped_images", 0),
+                      evaluation_pending=payload.get("evaluation_pending", False),
+                      record=payload.get("metrics", {}), evaluation=payload.get("evaluation", {}))

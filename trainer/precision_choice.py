@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from trainer.distributed import all_gather_object
+from trainer.distributed import all_gather_object, decided_on_main
 from utils.precision_calibration import (PrecisionDecision, Workload, decide_without_measuring, measure, remember,
                                          remembered_decision)
 
@@ -32,18 +32,24 @@ def training_workload(model, objective, batch_size: int, device, channels_last: 
 
 def choose_training_precision(requested: str, model, objective, batch_size: int, ctx,
                               channels_last: bool) -> PrecisionDecision:
-    """Rank 0's remembered or measured decision, for every rank. When rank 0 must measure, every rank measures
-    alongside it, as the loss gathers features across ranks."""
-    decision = decide_without_measuring(requested, ctx.device)
+    """Rank 0's decision, for every rank: settled by its hardware, remembered, or measured. When rank 0 must
+    measure, every rank measures alongside it, as the loss gathers features across ranks, and runs the steps rank 0
+    decides on: its candidates, its number of timing rounds."""
+    decision = decided_on_main(lambda: decide_without_measuring(requested, ctx.device), ctx.is_main)
     if decision:
         return decision
     workload = training_workload(model, objective, batch_size, ctx.device, channels_last)
-    decision = all_gather_object(remembered_decision(ctx.device, workload))[0]
+    decision = rank_0s(remembered_decision(ctx.device, workload))
     if decision is None:
-        decision = all_gather_object(measure(ctx.device, workload))[0]
+        decision = rank_0s(measure(ctx.device, workload, agreed=rank_0s))
         if ctx.is_main:
             remember(ctx.device, workload, decision)
     return decision
+
+
+def rank_0s(value):
+    """Rank 0's `value`, on every rank."""
+    return all_gather_object(value)[0]
 
 
 def record_precision(resolved_config: dict, decision: PrecisionDecision) -> dict:

@@ -96,8 +96,6 @@ class Session:
     warmup_steps: int
     log: RunLog
     window: MetricWindow
-    record: dict = dataclasses.field(default_factory=dict)  # the last training record logged
-    evaluation: dict = dataclasses.field(default_factory=dict)  # the last evaluation record
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     @property
@@ -182,8 +180,9 @@ def run_loop(session: Session) -> int:
     """Steps until the last one, or until a stop request (SIGTERM/Ctrl-C), honoured at the next logging step: then a
     checkpoint and its exit code."""
     job, state, loop = session.job, session.state, session.job.config.train
-    if state.step == 0:
+    if state.step == 0 or state.evaluation_pending:  # at the start, or the one a stop left for this run
         evaluate_if_due(session)
+        state.evaluation_pending = False
     with StopRequest() as stop, tqdm(total=session.total_steps, initial=state.step, disable=not session.ctx.is_main,
                                      unit="step", dynamic_ncols=True) as progress:
         while state.step < session.total_steps:
@@ -197,7 +196,9 @@ def run_loop(session: Session) -> int:
                 stopping = logging_step and stop.agreed()
                 if logging_step:
                     log_training(session, epoch, lr, progress)
-                if not stopping:
+                if stopping:  # stop within the scheduler's grace period; the resumed run scores these weights
+                    state.evaluation_pending = evaluation_due(session)
+                else:
                     evaluate_if_due(session)
                 if saving or stopping:
                     save_checkpoint(session)
@@ -229,21 +230,26 @@ def log_training(session: Session, epoch: int, lr: float, progress) -> None:
     metrics = session.window.flush(session.state.step, session.last_checkpoint)  # raises on NaN/inf: nothing saved
     session.state.skipped_images += metrics.pop("skipped")
     extra = session.job.objective.logged_values(session.job.model)
-    session.record = {"step": session.state.step, "epoch": epoch, **metrics, "lr": lr, **extra}
-    session.log.write(session.record)
-    progress.set_postfix(loss=f"{session.record['loss']:.4f}", lr=f"{lr:.2e}",
+    record = session.state.record = {"step": session.state.step, "epoch": epoch, **metrics, "lr": lr, **extra}
+    session.log.write(record)
+    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
                          **{key: f"{value:.1f}" for key, value in extra.items()},
                          sps=f"{metrics['samples_per_s']:.0f}")
 
 
+def evaluation_due(session: Session) -> bool:
+    evaluator = session.job.evaluator
+    return evaluator is not None and evaluator.due(session.state.step, session.steps_per_epoch, session.total_steps)
+
+
 def evaluate_if_due(session: Session) -> None:
-    evaluator, step = session.job.evaluator, session.state.step
-    if evaluator is None or not evaluator.due(step, session.steps_per_epoch, session.total_steps):
+    if not evaluation_due(session):
         return
+    step = session.state.step
     with session.window.paused(), evaluation_mode(session.job.model):
-        metrics = evaluator(session.job.model, step, session.precision)
-    session.evaluation = {"step": step, **metrics}
-    session.log.write(session.evaluation, group="eval")
+        metrics = session.job.evaluator(session.job.model, step, session.precision)
+    session.state.evaluation = {"step": step, **metrics}
+    session.log.write(session.state.evaluation, group="eval")
     session.say(f"step {step}: " + ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
 
 
@@ -269,7 +275,7 @@ def save_checkpoint(session: Session) -> None:
         position = dict(zip(("epoch", "batch_in_epoch"), data_position(state.step, session.steps_per_epoch, loop)))
         on_main_for_all(lambda: save_training_checkpoint(job.config.output_dir, job.model, session.optimizer,
                                                          session.scaler, state, position, job.resolved_config,
-                                                         rng_states, session.record, job.config.checkpoint.keep_last),
+                                                         rng_states, job.config.checkpoint.keep_last),
                         session.ctx.is_main)
     session.last_checkpoint = checkpoint_path(job.config.output_dir, state.step)
 
@@ -279,15 +285,15 @@ def finish(session: Session) -> None:
     job, state = session.job, session.state
     run_dir = Path(job.config.output_dir)
     summary = {"steps": state.step, "epochs": job.config.train.epochs,
-               "samples_seen": state.step * session.samples_per_step, "final_loss": session.record.get("loss"),
+               "samples_seen": state.step * session.samples_per_step, "final_loss": state.record.get("loss"),
                **{f"final_{key}": value for key, value in job.objective.logged_values(job.model).items()},
                "skipped_images": len(job.loader.skipped_at_start) + state.skipped_images,
                "missing_images": list(job.loader.skipped_at_start), "precision": session.precision,
                "precision_samples_per_s": session.precision_decision.samples_per_s,
                "wall_time_s_this_session": round(time.perf_counter() - session.started, 1),
                "checkpoint": str(session.last_checkpoint)}
-    if session.evaluation:
-        summary["final_eval"] = session.evaluation
+    if state.evaluation:
+        summary["final_eval"] = state.evaluation
     session.log.write_summary(summary)
     session.log.close()
     if session.ctx.is_main:

@@ -1,6 +1,8 @@
 """Files written whole or not at all: the content goes to a temporary file in the same folder, is flushed to disk,
 then renamed over the target. A kill at any moment leaves the old file or the new one, never a torn one; a failed
-write (disk full, permission denied, the folder removed) leaves no partial file and raises WriteFailed."""
+write (disk full, permission denied, the folder removed) leaves no partial file and raises WriteFailed. A folder
+that cannot be flushed once the file is in place is only a warning."""
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -8,6 +10,7 @@ from typing import BinaryIO, Callable
 
 from utils.errors import UserError
 
+log = logging.getLogger(__name__)
 TEMPORARY_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read back unchanged: a temporary file gets the mode open() would give the file, not 0600
@@ -26,15 +29,14 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     temp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        new_folders = _make_folders(path.parent)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-        os.chmod(temp_name, 0o666 & ~_UMASK)
-        with os.fdopen(handle, "wb") as file:
+        with os.fdopen(handle, "wb") as file:  # opened first, so that a failing chmod still closes the handle
+            os.chmod(temp_name, 0o666 & ~_UMASK)
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_name, path)
-        _fsync_folder(path.parent)  # make the rename itself durable
     except BaseException as error:
         if temp_name:
             Path(temp_name).unlink(missing_ok=True)
@@ -42,6 +44,7 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
         if cause is None:
             raise
         raise WriteFailed(path, cause.strerror or str(cause)) from None
+    _flush_folders(path, new_folders)
 
 
 def write_text_atomically(path, text: str) -> None:
@@ -65,6 +68,25 @@ def os_error_behind(error: BaseException) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the folders it created."""
+    missing = [new for new in (folder, *folder.parents) if not new.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _flush_folders(path: Path, new_folders: list[Path]) -> None:
+    """Make the rename of `path` durable, and the entry of each new folder in its parent: otherwise a power loss may
+    drop a new folder with the file in it. The file is in place already, so a folder that cannot be flushed (as on
+    some network filesystems) is a warning: reporting the write as failed would be false."""
+    try:
+        for folder in (path.parent, *(new.parent for new in new_folders)):
+            _fsync_folder(folder)
+    except OSError as error:
+        log.warning("%s is written, but its folder could not be flushed to disk (%s): a power loss may bring back "
+                    "the previous version", path, error.strerror or error)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -96,15 +96,19 @@ def _read_cache() -> dict:
     return entries if isinstance(entries, dict) else {}
 
 
-def measure(device, workload: Workload) -> PrecisionDecision:
+def measure(device, workload: Workload, agreed: Callable = lambda value: value) -> PrecisionDecision:
     """Time the workload at each of the hardware's candidate precisions, in turn, and keep the faster: each
-    precision's best step over the rounds (interference from other processes only ever adds time)."""
-    choice = hardware_choice(device)
+    precision's best step over the rounds (interference from other processes only ever adds time). Where several
+    processes time steps that wait for each other (collectives), `agreed` turns each process's value of what
+    decides which steps run (the candidates, whether to time another round) into one value for all (rank 0's): on
+    their own hardware and clocks they would run different steps and wait for each other forever."""
+    choice = agreed(hardware_choice(device))
     steps = {precision: workload.make_step(precision) for precision in choice.candidates}
     for step in steps.values():
         step()
     best, total, rounds = dict.fromkeys(steps, float("inf")), dict.fromkeys(steps, 0.0), 0
-    while rounds < MIN_TIMED_ROUNDS or (rounds < MAX_TIMED_ROUNDS and min(total.values()) < MIN_TIMED_SECONDS):
+    while agreed(rounds < MIN_TIMED_ROUNDS
+                 or (rounds < MAX_TIMED_ROUNDS and min(total.values()) < MIN_TIMED_SECONDS)):
         for precision, step in steps.items():
             started = time.perf_counter()
             step()
