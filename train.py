@@ -20,6 +20,7 @@ from dataloader.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
+from model.clip import CLIP
 from model.config import ModelConfig
 from model.locking import lock_image_tower, lock_text_tower
 from trainer.config import TrainerConfig
@@ -87,16 +88,27 @@ def load_run_config(args) -> RunConfig:
     return load_layered(RunConfig, defaults, args.config, flags, args.overrides)
 
 
-def run_model(config: RunConfig):
-    """The model the run starts from, fitted to its loss, with its locked towers."""
+def run_model(config: RunConfig) -> tuple[CLIP, list[str]]:
+    """The model the run starts from, fitted to its loss, with its locked towers; and a start-up line on each
+    locked tower."""
     choice = config.model
     model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
     fit_model_to_loss(model, config.loss.kind)
+    locking = []
     if choice.lock_image:
-        lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+        groups = lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+        locking.append(locking_line("image", "lock_image_unlocked_groups", choice.lock_image_unlocked_groups, *groups))
     if choice.lock_text:
-        lock_text_tower(model, choice.lock_text_unlocked_layers)
-    return model
+        groups = lock_text_tower(model, choice.lock_text_unlocked_layers)
+        locking.append(locking_line("text", "lock_text_unlocked_layers", choice.lock_text_unlocked_layers, *groups))
+    return model, locking
+
+
+def locking_line(tower: str, key: str, unlocked: int, locked: int, groups: int) -> str:
+    line = f"{tower} tower: {locked} of its {groups} groups locked"
+    if unlocked > groups:  # a count meant for a deeper tower: as in open_clip, the whole tower trains
+        line += f" (model.{key}={unlocked} is more than its {groups} groups: all of them train)"
+    return line
 
 
 def fit_model_to_loss(model, loss_kind: str) -> None:
@@ -121,7 +133,9 @@ def run_training(args) -> int:
         if config.synthetic_data:
             ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = run_model(config)
+        model, locking = run_model(config)
+        if ctx.is_main and locking:
+            print("\n".join(locking))
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         if config.model.lock_image and not config.model.init_from and ctx.is_main:
