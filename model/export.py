@@ -101,6 +101,7 @@ def transformers_config(config: ModelConfig) -> dict:
 
 
 def transformers_state_dict(model: CLIP) -> dict:
+    """Our weights under CLIPModel's names; its position ids are buffers it builds itself, not weights."""
     tensors = {}
     for name, tensor in model.state_dict().items():
         if name in TRANSFORMERS_PROJECTIONS:

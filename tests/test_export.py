@@ -73,6 +73,16 @@ def test_resnet_to_transformers_is_one_line_and_writes_nothing(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
+def test_sigmoid_logit_bias_goes_to_open_clip_and_is_refused_by_transformers(tmp_path, capsys):
+    checkpoint, ours = training_checkpoint(tmp_path, "tiny-vit", sigmoid_logits=True)
+    assert main([str(checkpoint), "--format", "open_clip", str(tmp_path / "open_clip")]) == 0
+    reference, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'open_clip'}")
+    assert torch.equal(reference.logit_bias, ours.logit_bias)
+    assert main([str(checkpoint), "--format", "transformers", str(tmp_path / "transformers")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "logit bias" in error
+
+
 def test_safetensors_export_loads_back_equal(tmp_path):
     checkpoint, ours = training_checkpoint(tmp_path, "tiny-vit", quick_gelu=False)
     assert main([str(checkpoint), "--format", "safetensors", str(tmp_path / "out")]) == 0
