@@ -1,6 +1,7 @@
 """Weights & Biases (logging.wandb), offline: the run's wandb records, read back from the files wandb writes in the
 run folder, hold exactly the scalars of log.jsonl and the resolved config; a run stopped by SIGTERM and resumed with
---resume auto continues the same wandb run; without the wandb package, or with a bad setting, one line."""
+--resume auto continues the same wandb run, and wandb settings never block a resume; without the wandb package, or
+with a bad setting, one line."""
 import json
 import signal
 import struct
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from training_runs import TOTAL_STEPS, run_in_process, shapes_task, sigterm_during_step, train_command
+from trainer.resume_compatibility import ResumeRules, changes_that_alter_the_run
 from trainer.run_log import read_log
 from trainer.wandb_log import RUN_ID_FILE
 
@@ -126,6 +128,22 @@ def test_a_run_in_a_new_folder_is_a_new_wandb_run(coco_dataset, resumed_run, tmp
         sigterm_during_step(patch, 1)
         assert run_in_process(command) == 128 + signal.SIGTERM
     assert (tmp_path / RUN_ID_FILE).read_text().strip() != resumed_run[1]
+
+
+def test_a_wandb_run_that_cannot_start_is_one_line(coco_dataset, wandb_offline, monkeypatch, capsys, tmp_path):
+    def init(**settings):
+        raise wandb_offline.errors.CommError("cannot reach api.wandb.ai\nTraceback ...")
+    monkeypatch.setattr(wandb_offline, "init", init)
+    assert run_in_process(train_command(coco_dataset, tmp_path, *WANDB)) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: wandb could not start the run (logging.wandb): cannot reach api.wandb.ai; "
+        "logging.wandb.mode=offline logs without a connection")
+
+
+def test_wandb_settings_do_not_block_resume():
+    saved = {"train": {"seed": 0}}  # a checkpoint written before logging.wandb existed
+    current = {"train": {"seed": 0}, "logging": {"wandb": {"project": "clip-tests", "entity": None, "mode": "offline"}}}
+    assert changes_that_alter_the_run(saved, 1, ResumeRules(current, 1, False, allow_changes=False)) == []
 
 
 def test_without_the_wandb_package_one_line_says_how_to_install_it(coco_dataset, monkeypatch, capsys, tmp_path):

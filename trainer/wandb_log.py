@@ -21,7 +21,8 @@ class WandbLog:
             self.run = wandb.init(project=config.project, entity=config.entity, mode=config.mode, dir=run_dir,
                                   id=run_id, resume="allow" if run_id else None, config=resolved_config)
         except wandb.Error as error:
-            raise UserError(f"wandb could not start the run (logging.wandb): {error}; logging.wandb.mode=offline "
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UserError(f"wandb could not start the run (logging.wandb): {reason}; logging.wandb.mode=offline "
                             "logs without a connection") from None
         write_text_atomically(id_file, self.run.id + "\n")
         # records are logged by their own step (not wandb's, which must increase): a step redone after a kill and
