@@ -4,17 +4,14 @@ stop left undone is done on resume; a kill inside a checkpoint write leaves the 
 run's records."""
 import json
 import math
-import os
 import signal
 import sys
 
 import pytest
 import torch
 
-from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process, start,
-                           train_command, wait_for)
-from dataloader.synthetic import SyntheticDataConfig, write_eval_set
-from trainer import trainer as trainer_module
+from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process,
+                           shapes_task, sigterm_during_step, start, train_command, wait_for)
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
@@ -63,14 +60,6 @@ def test_resume_after_sigkill_is_bit_identical(coco_dataset, uninterrupted_run, 
     assert [record["step"] for record in read_log(tmp_path)] == list(range(1, TOTAL_STEPS + 1))
 
 
-@pytest.fixture(scope="module")
-def shapes_task(tmp_path_factory):
-    """A zero-shot task of one image per class, cheap to score; by itself, on the final weights only."""
-    shapes = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("shapes")), eval_images_per_class=1)
-    write_eval_set(shapes)
-    return f"eval.tasks=[{{kind: zeroshot, name: shapes, data_dir: {shapes.eval_dir}}}]"
-
-
 def test_sigterm_saves_exits_as_interrupted_without_final_evaluation_and_resumes(coco_dataset, uninterrupted_run,
                                                                                    shapes_task, tmp_path):
     run_dir = tmp_path / "run"
@@ -97,15 +86,6 @@ def evaluated_run(coco_dataset, shapes_task, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("evaluated")
     assert run_in_process(train_command(coco_dataset, run_dir, shapes_task, f"eval.every_steps={EVALUATED_EVERY}")) == 0
     return run_dir
-
-
-def sigterm_during_step(monkeypatch, step: int) -> None:
-    """SIGTERM arrives while the run computes `step`: it stops right after that step."""
-    def train_step(session, micro_batches, _train_step=trainer_module.train_step):
-        if session.state.step == step - 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return _train_step(session, micro_batches)
-    monkeypatch.setattr(trainer_module, "train_step", train_step)
 
 
 def evaluations(run_dir) -> list[dict]:

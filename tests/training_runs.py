@@ -1,6 +1,8 @@
 """Runs of `python train.py` on a tiny CLIP and a tiny COCO-format dataset written by the test, and the checks
 the trainer tests share. conftest.py shares the dataset and the uninterrupted reference run across the session; a
 module that imports them from here builds its own."""
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
+from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
+from trainer import trainer as trainer_module
 from trainer.checkpointing import list_checkpoints
 from utils.checkpoint import load_checkpoint
 
@@ -32,6 +35,14 @@ def uninterrupted_run(coco_dataset, tmp_path_factory):
     result = run(train_command(coco_dataset, run_dir))
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def shapes_task(tmp_path_factory):
+    """A zero-shot task of one image per class, cheap to score; by itself, on the final weights only."""
+    shapes = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("shapes")), eval_images_per_class=1)
+    write_eval_set(shapes)
+    return f"eval.tasks=[{{kind: zeroshot, name: shapes, data_dir: {shapes.eval_dir}}}]"
 
 
 def train_command(dataset, run_dir, *extra):
@@ -68,6 +79,15 @@ def run_in_process(command) -> int:
         return train.main(command[2:])
     finally:
         torch.set_num_threads(threads)
+
+
+def sigterm_during_step(monkeypatch, step: int) -> None:
+    """SIGTERM arrives while the run computes `step`: it stops right after that step."""
+    def train_step(session, micro_batches, _train_step=trainer_module.train_step):
+        if session.state.step == step - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _train_step(session, micro_batches)
+    monkeypatch.setattr(trainer_module, "train_step", train_step)
 
 
 def wait_for(condition, process, timeout=120):

@@ -76,6 +76,36 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass
+class WandbConfig:
+    """Weights & Biases mirrors the TensorBoard scalars when a project is named (trainer.wandb_log)."""
+    project: str | None = None  # None: no wandb
+    entity: str | None = None  # the team or user; None: wandb's default entity
+    mode: typing.Literal["online", "offline", "disabled"] = "online"  # offline: files in the run folder, synced later
+
+    def __post_init__(self):
+        if self.project is not None and not self.project.strip():
+            raise ValueError(f"logging.wandb.project must name a project (or be null: no wandb), got {self.project!r}")
+        if self.entity is not None and self.project is None:
+            raise ValueError(f"logging.wandb.entity is {self.entity!r} but logging.wandb.project is null: name the "
+                             "project too")
+        if self.enabled:
+            try:
+                import wandb  # noqa: F401  an optional dependency: checked here, before any work is done
+            except ImportError:
+                raise ValueError(f"logging.wandb.project is {self.project!r} but the wandb package is not "
+                                 "installed: pip install wandb") from None
+
+    @property
+    def enabled(self) -> bool:
+        return self.project is not None and self.mode != "disabled"
+
+
+@dataclasses.dataclass
+class LoggingConfig:
+    wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+
+
+@dataclasses.dataclass
 class TrainerConfig:
     output_dir: str = "runs/clip"
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -83,3 +113,4 @@ class TrainerConfig:
     train: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)

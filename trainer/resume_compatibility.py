@@ -6,8 +6,9 @@ import dataclasses
 
 from utils.errors import UserError
 
-# Where the run writes, how often it logs, checkpoints and evaluates, and how fast it computes: free to change.
-TRAJECTORY_FREE = ("output_dir", "checkpoint", "eval", "train.log_every_steps", "train.num_threads",
+# Where the run writes its files and records (logging: wandb), how often it logs, checkpoints and evaluates, and how
+# fast it computes: free to change.
+TRAJECTORY_FREE = ("output_dir", "checkpoint", "eval", "logging", "train.log_every_steps", "train.num_threads",
                    "train.channels_last", "train.grad_checkpointing", "train.deterministic", "data.prefetch_factor",
                    "data.memory_cache_mb", "data.strict_images")
 WORKERS = "data.num_workers"  # free unless the loader's batches depend on it (shards: a worker reads its own)

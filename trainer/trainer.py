@@ -116,9 +116,13 @@ def train(job: TrainingJob, ctx: DistributedContext, resume: str | None = None) 
     """Train `job.model` on `job.loader` batches to minimise `job.objective`; returns the process exit code (0,
     or 128 + the signal's number after SIGTERM/Ctrl-C, which saves a checkpoint first: interrupted, resumable)."""
     session = set_up(job, ctx, resume)
-    exit_code = run_loop(session)
-    if exit_code == 0:
-        finish(session)
+    exit_code = 1  # the run's records close with this one if the loop raises
+    try:
+        exit_code = run_loop(session)
+        if exit_code == 0:
+            finish(session)
+    finally:
+        session.log.close(exit_code)
     return exit_code
 
 
@@ -158,7 +162,8 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
     total_steps = loop.epochs * steps_per_epoch
     session = Session(job, ctx, ddp_model, optimizer, scaler, decision, state, last_checkpoint, steps_per_epoch,
                       total_steps, round(config.schedule.warmup_fraction * total_steps),
-                      RunLog(run_dir, ctx.is_main, state.step), MetricWindow(ctx.device, ctx.world_size))
+                      RunLog(run_dir, ctx.is_main, state.step, config.logging.wandb, job.resolved_config),
+                      MetricWindow(ctx.device, ctx.world_size))
     session.say(f"precision: {decision.describe()}")
     if last_checkpoint:
         session.say(f"resumed from {last_checkpoint} at step {state.step}")
@@ -295,7 +300,6 @@ def finish(session: Session) -> None:
     if state.evaluation:
         summary["final_eval"] = state.evaluation
     session.log.write_summary(summary)
-    session.log.close()
     if session.ctx.is_main:
         plot_training_curves(read_log(run_dir), run_dir / "training_curves.png", job.objective.loss_name,
                              title=str(run_dir))
