@@ -125,11 +125,9 @@ def build(cls, data: dict, source: str, prefix: str = ""):
             nearest = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{prefix}{nearest[0]}'?" if nearest else f"; valid keys: {', '.join(fields)}"
             raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
-    values = {}
-    for name, field in fields.items():
-        if name in data:
-            values[name] = _check(hints[name], data[name], source, prefix + name)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+    values = {name: _check(hints[name], data[name], source, prefix + name) for name in fields if name in data}
+    for name, field in fields.items():  # after the values: a typo or a wrong value is the first thing to fix
+        if name not in data and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise UserError(f"{source}: missing required key '{prefix}{name}'")
     try:
         return cls(**values)
