@@ -90,8 +90,7 @@ class SettingsParser(ScriptArgumentParser):
 
     def load(self, args: argparse.Namespace):
         flags = {key: flattened(getattr(args, dest)) for dest, key in self.flag_keys.items()}
-        defaults = self.defaults or {f"{self.prog} defaults": {}}
-        return load_layered(self.settings_class, defaults, args.config, flags, args.overrides)
+        return load_layered(self.settings_class, self.defaults, args.config, flags, args.overrides)
 
 
 def flag_options(hint, default) -> dict:
@@ -106,7 +105,8 @@ def flag_options(hint, default) -> dict:
         return {"choices": typing.get_args(hint)}
     if origin is list:
         (item,) = typing.get_args(hint)
-        return {"nargs": "+", "action": "extend", "type": whole_numbers if item is int else item}
+        item_options = {"type": whole_numbers} if item is int else flag_options(item, None)
+        return {"nargs": "+", "action": "extend", **item_options}
     return {"type": hint} if hint in (int, float) else {}
 
 
