@@ -44,7 +44,9 @@ def run_training(args) -> int:
         if config.synthetic_data:
             ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model = chosen_model(config.model, config.loss.kind)
+        model, locking = chosen_model(config.model, config.loss.kind)
+        if ctx.is_main and locking:
+            print("\n".join(locking))
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
         if config.model.lock_image and not config.model.init_from and ctx.is_main:

@@ -11,6 +11,7 @@ position without decoding them.
 Why not webdataset's WebDataset pipeline: its shard shuffle, sample shuffle and worker split keep their randomness
 in iterator state that cannot be set to batch k of an epoch, so its runs resume at epoch boundaries only.
 webdataset still opens and reads the tars (dataloader.shards)."""
+import collections
 import dataclasses
 import io
 import itertools
@@ -33,6 +34,9 @@ from utils.tokenizer import tokenize
 
 # Stream ids of the shards' random generators, apart from dataloader.sampler's (0 and 1).
 SHARD_ORDER_STREAM, BUFFER_STREAM, RESAMPLE_STREAM = 10, 11, 12
+# How many samples past an unreadable image its replacement is looked for. A stream repeats its shards without end,
+# so the search needs a bound; a longer run of unreadable images is broken data, not the odd bad file.
+REPLACEMENT_SEARCH = 1000
 
 
 def stream_rng(seed: int, epoch: int, stream: int, *key: int) -> np.random.Generator:
@@ -120,19 +124,24 @@ class SampleProblem(NamedTuple):
 class _OpenStream:
     key: tuple[int, int]  # (epoch, slot)
     samples: Iterator[dict]
-    offset: int = 0  # samples read so far
-    current: dict | None = None
-    previous: dict | None = None
+    offset: int = 0  # samples taken so far
+    ahead: collections.deque = dataclasses.field(default_factory=collections.deque)  # read, not yet taken
 
     def advance(self) -> dict:
-        self.previous, self.current = self.current, next(self.samples)
         self.offset += 1
-        return self.current
+        return self.ahead.popleft() if self.ahead else next(self.samples)
+
+    def following(self) -> Iterator[dict]:
+        """The samples after the one taken last, read ahead: taking them later finds them already read."""
+        for index in itertools.count():
+            if index == len(self.ahead):
+                self.ahead.append(next(self.samples))
+            yield self.ahead[index]
 
 
 class ShardSamples(Dataset):
     """Sample (epoch, position) of one rank: (image, tokens, problems). An image that does not decode is replaced
-    by the sample read before it in the same stream (so the replacement, too, depends on the position alone)."""
+    by the next sample of its stream that does (so the replacement, too, depends on the position alone)."""
 
     def __init__(self, plan: ShardPlan, rank: int, transform: TrainImageTransform, *, batch_size: int,
                  context_length: int, seed: int, caption_key: str, strict: bool,
@@ -146,14 +155,11 @@ class ShardSamples(Dataset):
         epoch, position = key
         rng = sample_rng(self.seed, epoch, position * self.plan.world_size + self.rank)
         try:  # a malformed shard met in a worker is raised by the training process, as one line
-            sample, previous = self._raw(epoch, position)
-            decoded = self._decode(sample, rng)
+            decoded = self._decode(self._raw(epoch, position), rng)
             if not isinstance(decoded, SampleProblem):
                 return *decoded, []
-            if not self.strict and previous is not None:  # strict: the training process stops at the problem
-                replacement = self._decode(previous, rng)
-                if not isinstance(replacement, SampleProblem):
-                    return *replacement, [decoded]
+            if not self.strict:  # strict: the training process stops at the problem
+                return *self._replacement(decoded, rng), [decoded]
         except UserError as error:
             self._stream = None  # a generator that raised is finished: the next sample opens the stream again
             return *self.placeholder(), [SampleProblem(str(error), fatal=True)]
@@ -163,8 +169,8 @@ class ShardSamples(Dataset):
         size = self.transform.image_size
         return torch.zeros(3, size, size), torch.zeros(self.context_length, dtype=torch.long)
 
-    def _raw(self, epoch: int, position: int) -> tuple[dict, dict | None]:
-        """The raw sample at `position` of the rank's epoch and the one read before it in its slot's stream."""
+    def _raw(self, epoch: int, position: int) -> dict:
+        """The raw sample at `position` of the rank's epoch."""
         batch, within = divmod(position, self.batch_size)
         slot = batch % self.plan.slots
         offset = (batch // self.plan.slots) * self.batch_size + within
@@ -174,7 +180,16 @@ class ShardSamples(Dataset):
                                                 self.plan.samples(epoch, self.rank * self.plan.slots + slot))
         while stream.offset < offset:
             stream.advance()  # passed over undecoded
-        return stream.advance(), stream.previous
+        return stream.advance()
+
+    def _replacement(self, unreadable: SampleProblem, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next sample after the one just read (`unreadable`) in its stream whose image decodes."""
+        for sample in itertools.islice(self._stream.following(), REPLACEMENT_SEARCH):
+            decoded = self._decode(sample, rng)
+            if not isinstance(decoded, SampleProblem):
+                return decoded
+        raise UserError(f"{unreadable.message}: neither this image nor the {REPLACEMENT_SEARCH} after it in its "
+                        "stream can be read")
 
     def _decode(self, sample: dict, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor] | SampleProblem:
         image_bytes, captions = image_and_captions(sample, self.caption_key)

@@ -27,15 +27,26 @@ class ModelChoice:
                 raise ValueError(f"model.{name} must be at least 0, got {getattr(self, name)}")
 
 
-def chosen_model(choice: ModelChoice, loss_kind: str) -> CLIP:
-    """The model the run starts from, fitted to its loss, with its locked towers."""
+def chosen_model(choice: ModelChoice, loss_kind: str) -> tuple[CLIP, list[str]]:
+    """The model the run starts from, fitted to its loss, with its locked towers; and a start-up line on each
+    locked tower."""
     model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
     fit_model_to_loss(model, loss_kind)
+    locking = []
     if choice.lock_image:
-        lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+        groups = lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
+        locking.append(locking_line("image", "lock_image_unlocked_groups", choice.lock_image_unlocked_groups, *groups))
     if choice.lock_text:
-        lock_text_tower(model, choice.lock_text_unlocked_layers)
-    return model
+        groups = lock_text_tower(model, choice.lock_text_unlocked_layers)
+        locking.append(locking_line("text", "lock_text_unlocked_layers", choice.lock_text_unlocked_layers, *groups))
+    return model, locking
+
+
+def locking_line(tower: str, key: str, unlocked: int, locked: int, groups: int) -> str:
+    line = f"{tower} tower: {locked} of its {groups} groups locked"
+    if unlocked > groups:  # a count meant for a deeper tower: as in open_clip, the whole tower trains
+        line += f" (model.{key}={unlocked} is more than its {groups} groups: all of them train)"
+    return line
 
 
 def fit_model_to_loss(model: CLIP, loss_kind: str) -> None:

@@ -38,26 +38,33 @@ def parameters_of(group: list[nn.Module | nn.Parameter]) -> list[nn.Parameter]:
 
 
 def lock_groups(groups: list, unlocked: int) -> list:
-    """Freezes every group but the last `unlocked`; returns the frozen groups."""
-    locked = groups[:len(groups) - unlocked] if unlocked else groups
+    """Freezes every group but the last `unlocked` (none when `unlocked` is at least their number: open_clip's
+    groups[-unlocked:] unlocks them all then); returns the frozen groups."""
+    locked = groups[:max(len(groups) - unlocked, 0)]
     for group in locked:
         for parameter in parameters_of(group):
             parameter.requires_grad_(False)
     return locked
 
 
-def lock_image_tower(model: CLIP, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+def lock_image_tower(model: CLIP, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> tuple[int, int]:
     """All of the image tower but its last `unlocked_groups` groups (image_groups) gets no gradient; with
-    `freeze_bn_stats` the locked groups' batch norms also keep their running statistics."""
-    for group in lock_groups(image_groups(model), unlocked_groups):
+    `freeze_bn_stats` the locked groups' batch norms also keep their running statistics. Returns (groups locked,
+    groups in the tower)."""
+    groups = image_groups(model)
+    locked = lock_groups(groups, unlocked_groups)
+    for group in locked:
         if freeze_bn_stats:
             for item in group:
                 for module in item.modules() if isinstance(item, nn.Module) else ():
                     if type(module) is nn.BatchNorm2d:
                         module.__class__ = BatchNormWithFixedStatistics
                         module.eval()
+    return len(locked), len(groups)
 
 
-def lock_text_tower(model: CLIP, unlocked_layers: int = 0) -> None:
-    """All of the text tower but its last `unlocked_layers` groups (text_groups) gets no gradient."""
-    lock_groups(text_groups(model), unlocked_layers)
+def lock_text_tower(model: CLIP, unlocked_layers: int = 0) -> tuple[int, int]:
+    """All of the text tower but its last `unlocked_layers` groups (text_groups) gets no gradient. Returns (groups
+    locked, groups in the tower)."""
+    groups = text_groups(model)
+    return len(lock_groups(groups, unlocked_layers)), len(groups)

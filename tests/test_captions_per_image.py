@@ -1,6 +1,7 @@
 """data.captions_per_image: each image comes with m captions, all of them its positives. CLIP's and SigLIP's
 losses equal a hand computation on 3 images x 2 captions (with and without duplicates taken as positives); m copies
-of one caption give plain CLIP's gradients; each distinct caption of a batch is encoded once; two gloo ranks of two
+of one caption give plain CLIP's gradients; with 2 captions per image, duplicates taken as positives change CLIP's
+loss and gradients (with one they do not); each distinct caption of a batch is encoded once; two gloo ranks of two
 micro-batches each equal one process on the whole batch; the key's bad values and combinations are refused naming
 it; train.py trains with it."""
 import json
@@ -101,6 +102,22 @@ def test_copies_of_one_caption_are_plain_clip_in_gradients_and_loss_but_for_a_co
         results.append((loss.detach(), gradients(model)))
     torch.testing.assert_close(results[1][0], results[0][0] + math.log(3) / 2, rtol=1e-6, atol=0)
     assert_same_gradients(results[1][1], results[0][1])
+
+
+def test_duplicates_taken_as_positives_change_clip_with_two_captions_per_image():
+    """With one caption per image they leave CLIP's loss and gradients as they were (test_duplicate_captions);
+    with two they do not. Image 0's target, half on each of its captions, becomes a third on each of texts 0, 1 and
+    4, and texts 1 and 4 are one caption with equal logits: it gets two thirds instead of a half (image 2 alike)."""
+    results = {}
+    for duplicates in ("negative", "positive"):
+        model = fresh_model()
+        objective = ContrastiveObjective(duplicate_captions=duplicates, captions_per_image=2)
+        loss = objective.loss(model, batch_of(CAPTIONS, 2), CPU, "fp32")
+        loss.backward()
+        results[duplicates] = loss.detach(), gradients(model)
+    assert abs(results["positive"][0] - results["negative"][0]) > 1e-3
+    with pytest.raises(AssertionError, match="not close"):  # the yardstick that finds them equal at one caption
+        assert_same_gradients(results["positive"][1], results["negative"][1])
 
 
 def test_each_distinct_caption_is_encoded_once_with_the_loss_of_every_row_encoded():

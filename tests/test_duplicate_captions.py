@@ -103,9 +103,10 @@ def test_negative_is_the_plain_loss_and_so_is_positive_without_duplicates(loss_k
 
 @pytest.mark.parametrize("loss_kind", ["clip", "siglip"])
 def test_on_a_real_model_positive_changes_siglip_and_leaves_clip_as_it_was(loss_kind):
-    """A real text tower gives identical captions identical features, so CLIP's logits for them are equal and a
-    target shared among equal logits is the loss of one target: the README's claim, in loss and gradients. SigLIP's
-    z = -1 for a copy of an image's own caption is a real difference."""
+    """A real text tower gives identical captions identical features, so CLIP's logits for them are equal and, at one
+    caption per image, a target shared among equal logits is the loss of one target: the README's claim, in loss and
+    gradients (with two captions per image it no longer holds: test_captions_per_image). SigLIP's z = -1 for a copy
+    of an image's own caption is a real difference."""
     results = {}
     for mode in ("negative", "positive"):
         torch.manual_seed(0)
@@ -129,8 +130,9 @@ def fresh_model(loss_kind: str):
 
 def whole_batch_loss_and_gradients(loss_kind: str) -> tuple[torch.Tensor, dict]:
     """One process, the whole batch, duplicates positive. For SigLIP checked to differ from duplicates taken as
-    negatives, so that a split that took them for negatives cannot match it; for CLIP the two are one loss (identical
-    captions are encoded once, so their logits are equal), and the split is checked on its shared targets."""
+    negatives, so that a split that took them for negatives cannot match it; for CLIP at one caption per image the
+    two are one loss (identical captions are encoded once, so their logits are equal), and the split is checked on
+    its shared targets."""
     model, batch = fresh_model(loss_kind), batch_of(CAPTIONS)
     loss = objective_loss(model, batch, loss_kind, "positive")
     loss.backward()

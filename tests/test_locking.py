@@ -1,7 +1,9 @@
 """Locked towers: after a few training steps the locked parameters and the locked ResNet's batch-norm statistics
 are bit-identical to the start while the rest moved, even through evaluation's eval/train switch; the optimiser
-holds no state for locked parameters; a model with fixed statistics still saves and loads as a plain one; the
-model.lock_* keys reach the model through train.py."""
+holds no state for locked parameters; a model with fixed statistics still saves and loads as a plain one; more
+unlocked groups than a tower has lock none of it, as in open_clip, and the start-up line says so; the model.lock_*
+keys reach the model through train.py."""
+import pytest
 import torch
 
 from model import build_model, model_config_by_name
@@ -73,6 +75,25 @@ def test_fixed_statistics_model_loads_into_a_plain_one():
     model = locked_resnet()
     plain = build_model(model_config_by_name("tiny"))
     plain.load_state_dict(model.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-vit"])
+def test_more_unlocked_groups_than_a_tower_has_lock_none_of_it(name):
+    model = build_model(model_config_by_name(name))
+    assert lock_image_tower(model, unlocked_groups=8) == (0, 6)
+    assert lock_text_tower(model, unlocked_layers=8) == (0, 4)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_start_up_lines_count_the_locked_groups_and_name_a_count_past_the_tower(coco_dataset, tmp_path, capsys):
+    command = train_command(coco_dataset, tmp_path, "train.epochs=1", "model.name=tiny-vit", "model.lock_image=true",
+                            "model.lock_image_unlocked_groups=8", "model.lock_text=true",
+                            "model.lock_text_unlocked_layers=1")
+    assert run_in_process(command) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "image tower: 0 of its 6 groups locked (model.lock_image_unlocked_groups=8 is more than its 6 groups: " \
+           "all of them train)" in lines
+    assert "text tower: 3 of its 4 groups locked" in lines
 
 
 def test_locked_run_through_train_py_keeps_the_locked_tower(coco_dataset, tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model import load_model
+from model_fixtures import move_off_initial_values
 
 EOT = 49407
 
@@ -16,14 +17,7 @@ def reference_clip(vision_layers, vision_width, patch_size, text_layers, quick_g
         text_cfg=dict(context_length=77, vocab_size=49408, width=512, heads=8, layers=text_layers),
         quick_gelu=quick_gelu,
     )
-    # move every weight and statistic off its initial value, so zero-initialised branches are exercised too
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                tensor.add_(torch.randn_like(tensor) * 0.02)
-                if name.endswith("running_var"):
-                    tensor.abs_().add_(0.5)
-    return model.eval()
+    return move_off_initial_values(model).eval()
 
 
 def example_inputs(image_size=224, count=3):

@@ -135,21 +135,51 @@ def test_samples_per_epoch_from_sizes_json_or_img2dataset_stats(tmp_path):
     assert shard_loader(tmp_path, num_samples=12).num_samples == 12
 
 
-def test_an_unreadable_image_is_replaced_by_the_sample_before_it_and_counted(tmp_path):
-    shard = tmp_path / "bad.tar"
-    good = write_shards(tmp_path / "good", 4, per_shard=4)[0]
-    with tarfile.open(good) as source, tarfile.open(shard, "w") as target:
+def with_new_bytes(shard, target, new_bytes):
+    """A copy of `shard` in which each file named in `new_bytes` holds new_bytes[name](its bytes) instead."""
+    with tarfile.open(shard) as source, tarfile.open(target, "w") as out:
         for member in source.getmembers():
             data = source.extractfile(member).read()
-            if member.name == "000001.jpg":
-                data = data[:40]  # a truncated JPEG
+            if member.name in new_bytes:
+                data = new_bytes[member.name](data)
                 member.size = len(data)
-            target.addfile(member, io.BytesIO(data))
+            out.addfile(member, io.BytesIO(data))
+    return target
+
+
+def truncated(data):
+    return data[:40]
+
+
+def garbage(data):
+    return b"garbage bytes, not an image"
+
+
+@pytest.mark.parametrize("unreadable, expected", [
+    ({"000001.jpg": truncated}, [0, 2, 2, 3]),
+    ({"000000.jpg": garbage}, [1, 1, 2, 3]),  # the first sample of the stream: nothing was read before it
+    ({"000001.jpg": truncated, "000002.png": garbage}, [0, 3, 3, 3]),
+])
+def test_an_unreadable_image_is_replaced_by_the_next_readable_sample_and_counted(tmp_path, unreadable, expected):
+    shard = with_new_bytes(write_shards(tmp_path / "good", 4, per_shard=4)[0], tmp_path / "bad.tar", unreadable)
     (batch,) = shard_loader(shard, batch_size=4, num_samples=4, shuffle_buffer=1).epoch(0)
-    assert image_numbers(batch["images"]) == [0, 0, 2, 3] and int(batch["skipped"]) == 1
+    assert image_numbers(batch["images"]) == expected
+    assert sample_numbers(batch["tokens"], 4) == expected  # each with its own caption
+    assert int(batch["skipped"]) == len(unreadable)
     strict = shard_loader(shard, batch_size=4, num_samples=4, shuffle_buffer=1, strict_images=True)
-    with pytest.raises(UserError, match=rf"^{shard}/000001: cannot read this image"):
+    with pytest.raises(UserError, match=rf"^{shard}/{min(unreadable)[:6]}: cannot read this image"):
         list(strict.epoch(0))
+
+
+def test_a_stream_with_no_readable_image_is_one_line_naming_the_sample(tmp_path):
+    with wds.ShardWriter(str(tmp_path / "%05d.tar"), maxcount=4, verbose=0) as writer:
+        for n in range(4):
+            writer.write({"__key__": f"{n:06d}", "jpg": garbage(b""), "txt": caption(n, 0)})
+    shard = tmp_path / "00000.tar"
+    loader = shard_loader(shard, batch_size=4, num_samples=4, shuffle_buffer=1)
+    with pytest.raises(UserError, match=rf"^{shard}/000000: neither this image nor the 1000 after it in its stream "
+                                        r"can be read$"):
+        list(loader.epoch(0))  # the stream repeats its shard without end: the search for a replacement is bounded
 
 
 def test_flipped_shard_samples_swap_the_sides_their_captions_name_or_stay_unflipped(tmp_path):

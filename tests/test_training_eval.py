@@ -1,7 +1,9 @@
 """Evaluation during training: its zero-shot and retrieval numbers equal zeroshot_eval.py's and retrieval_eval.py's on
 the same checkpoint, on one process and on two gloo ranks (sizes not divisible by ranks x batch); its validation loss
-equals a direct computation; it leaves the training bit-identical; a task with a missing folder fails at start-up."""
+equals a direct computation, also with batches of unreadable images left out (one process, two gloo ranks); it
+leaves the training bit-identical; a task with a missing folder fails at start-up."""
 import json
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -12,15 +14,16 @@ from PIL import Image
 import retrieval_eval
 import train
 import zeroshot_eval
-from dataloader.coco import read_coco_captions
+from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
 from dataloader.eval_datasets import read_eval_set
 from evaluation.during_training import build_evaluator, process_shard
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.retrieval import caption_image_features
+from evaluation.validation_loss import validation_loss
 from evaluation.zeroshot import zero_shot_scores
-from jobs.training import ROOT
 from gloo_ranks import free_port, gloo_process_group
+from jobs.training import ROOT
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.distributed import DistributedContext
@@ -28,6 +31,7 @@ from trainer.run_log import read_log
 from trainer.trainer import evaluation_mode
 from training_runs import assert_bit_identical, coco_dataset, final_weights, run, train_command  # noqa: F401
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
+from utils.errors import UserError
 from utils.seeding import seed_everything
 from utils.tokenizer import tokenize
 
@@ -110,16 +114,18 @@ def reference_validation_loss(data) -> float:
     loss; the partial last batch left out."""
     model, preprocess = load_model(data["checkpoint"])
     captioned = read_coco_captions(data["annotation_file"], data["image_dir"])
-    losses = []
-    for start in range(0, len(captioned.image_paths) - LOSS_BATCH + 1, LOSS_BATCH):
-        images = torch.stack([preprocess(Image.open(path).convert("RGB"))
-                              for path in captioned.image_paths[start:start + LOSS_BATCH]])
-        tokens = tokenize([captions[0] for captions in captioned.captions[start:start + LOSS_BATCH]],
-                          model.config.context_length)
-        with torch.no_grad():
-            losses.append(open_clip.ClipLoss()(*model(images, tokens)).item())
+    losses = [open_clip_loss(model, preprocess, captioned, range(start, start + LOSS_BATCH))
+              for start in range(0, len(captioned.image_paths) - LOSS_BATCH + 1, LOSS_BATCH)]
     assert len(losses) == 3
     return sum(losses) / len(losses)
+
+
+def open_clip_loss(model, preprocess, captioned, indices) -> float:
+    """open_clip's loss on these images, each with its first caption."""
+    images = torch.stack([preprocess(Image.open(captioned.image_paths[index]).convert("RGB")) for index in indices])
+    tokens = tokenize([captioned.captions[index][0] for index in indices], model.config.context_length)
+    with torch.no_grad():
+        return open_clip.ClipLoss()(*model(images, tokens)).item()
 
 
 def test_in_training_scores_equal_the_evaluation_scripts_on_one_process(eval_data, script_results):
@@ -135,6 +141,53 @@ def test_in_training_scores_equal_the_evaluation_scripts_on_two_gloo_ranks(eval_
     assert counts == {"class_images": 35, "captioned_images": list(range(13))}
     assert {key: metrics[key] for key in script_results} == script_results
     assert metrics["val_loss/loss"] == pytest.approx(reference_validation_loss(eval_data), rel=1e-5)
+
+
+UNREADABLE = [0, 1, 4, 5]  # batches 0 and 2 at a batch of 2: on two ranks, every batch of rank 0
+
+
+@pytest.fixture(scope="module")
+def partly_unreadable(tmp_path_factory) -> CaptionedImages:
+    """8 captioned images, the JPEGs of UNREADABLE cut to half their bytes."""
+    config = SyntheticDataConfig(root=str(tmp_path_factory.mktemp("partly_unreadable")), train_images=8, seed=3)
+    write_train_set(config)
+    captioned = read_coco_captions(config.train_annotation_file, config.train_img_dir)
+    for index in UNREADABLE:
+        path = Path(captioned.image_paths[index])
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    return captioned
+
+
+def validation_loss_on_rank(rank, world_size, port, checkpoint, captioned, out_path):
+    with gloo_process_group(rank, world_size, port):
+        torch.set_num_threads(1)
+        model, preprocess = load_model(checkpoint)
+        shard = process_shard(DistributedContext(rank, rank, world_size, torch.device("cpu")))
+        loss = validation_loss(model, captioned, preprocess, "cpu", batch_size=2, shard=shard)
+        if rank == 0:
+            out_path.write_text(json.dumps(loss))
+
+
+def test_validation_loss_leaves_out_batches_with_no_readable_image_on_one_process_and_two_gloo_ranks(
+        eval_data, partly_unreadable, tmp_path):
+    model, preprocess = load_model(eval_data["checkpoint"])
+    expected = (open_clip_loss(model, preprocess, partly_unreadable, [2, 3]) +
+                open_clip_loss(model, preprocess, partly_unreadable, [6, 7])) / 2
+    assert validation_loss(model, partly_unreadable, preprocess, "cpu", batch_size=2) == pytest.approx(expected,
+                                                                                                       rel=1e-5)
+    out_path = tmp_path / "rank0.json"
+    mp.spawn(validation_loss_on_rank, args=(2, free_port(), eval_data["checkpoint"], partly_unreadable, out_path),
+             nprocs=2, join=True)
+    assert json.loads(out_path.read_text()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_validation_loss_with_no_readable_image_is_one_line(eval_data, partly_unreadable):
+    unreadable = CaptionedImages([partly_unreadable.image_paths[index] for index in UNREADABLE],
+                                 [partly_unreadable.captions[index] for index in UNREADABLE], [])
+    model, preprocess = load_model(eval_data["checkpoint"])
+    with pytest.raises(UserError, match=r"^validation loss: none of the 4 images scored can be read \(the first: "
+                                        rf"{unreadable.image_paths[0]}\)$"):
+        validation_loss(model, unreadable, preprocess, "cpu", batch_size=2)
 
 
 @pytest.fixture(scope="module")
