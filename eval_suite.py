@@ -9,57 +9,39 @@ A folder whose sub-folders each hold class folders (PACS/ -> art_painting, carto
 column per sub-folder; any other folder is one column. Writes results.md, results.csv, results.png and, for the
 linear probe, per_class/ (zero-shot beside linear probe, per class) into --output_dir. Cell results and features
 are cached in --cache_dir: a rerun with one more checkpoint computes only its cells. Exit code 1 when a cell failed
-(its error is in results.md, the other cells are complete).
+(its error is in results.md, the other cells are complete). Settings: flags, --config YAMLs (repeatable, layered)
+and key=value overrides, as in every script.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-from dataloader.eval_datasets import READERS
-from evaluation.suite import TASKS, SuiteSettings, data_root, parse_checkpoint, plan_cells, run_suite
+from evaluation.settings import EvalSuiteSettings
+from evaluation.suite import SuiteSettings, data_root, parse_checkpoint, plan_cells, print_cell, run_suite
 from evaluation.suite_report import write_suite_report
-from utils.cli import ScriptArgumentParser, add_inference_arguments, parse_with_config, run_command
+from utils.cli import SettingsParser, run_command
+
+PARSER = SettingsParser(__doc__, EvalSuiteSettings)
+PARSER.add_field_flags()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--checkpoints", required=True, nargs="+", metavar="[NAME=]PATH",
-                        help="anything load_model reads; NAME= labels the table's row (default: the file's name)")
-    parser.add_argument("--data_dir", required=True, nargs="+", action="extend",
-                        help="one or more data folders, each a table (a folder of domain folders: one column each)")
-    parser.add_argument("--dataset_type", default="folder", choices=sorted(READERS))
-    parser.add_argument("--tasks", nargs="+", default=["zeroshot"], choices=TASKS)
-    parser.add_argument("--templates", default=None,
-                        help="zero-shot templates: a set name, a file or one template (default: each dataset's set)")
-    parser.add_argument("--test_fraction", type=float, default=0.2,
-                        help="linear probe: share of each class held out for testing (and for validation) when the "
-                             "folder has no test split")
-    parser.add_argument("--split_seed", type=int, default=0)
-    add_inference_arguments(parser, batch_size=128)
-    parser.add_argument("--output_dir", default="eval_suite_output")
-    parser.add_argument("--cache_dir", default=None, help="cell results and features (default: OUTPUT_DIR/cache)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="a progress bar over the cells")
-    args = parse_with_config(parser, argv)
-    if not 0 < args.test_fraction < 1:
-        parser.error("--test_fraction must lie strictly between 0 and 1")
-    return args
+def parse_args(argv: list[str] | None) -> EvalSuiteSettings:
+    return PARSER.load(PARSER.parse(argv))
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    checkpoints = [parse_checkpoint(text) for text in args.checkpoints]
-    roots = [data_root(folder, args.dataset_type) for folder in args.data_dir]
-    cells = plan_cells(checkpoints, roots, args.tasks)
-    settings = SuiteSettings(torch.device(args.device), args.precision, args.batch_size, args.num_workers,
-                             Path(args.cache_dir or Path(args.output_dir) / "cache"), args.templates,
-                             args.test_fraction, args.split_seed)
+def evaluate(config: EvalSuiteSettings) -> int:
+    checkpoints = [parse_checkpoint(text) for text in config.checkpoints]
+    roots = [data_root(folder, config.dataset_type) for folder in config.data_dir]
+    cells = plan_cells(checkpoints, roots, config.tasks)
+    settings = SuiteSettings(torch.device(config.device), config.precision, config.batch_size, config.num_workers,
+                             Path(config.cache_dir or Path(config.output_dir) / "cache"), config.templates,
+                             config.test_fraction, config.split_seed)
     print(f"{len(cells)} cells: {len(checkpoints)} checkpoint(s) x "
           + ", ".join(f"{root.dataset} ({len(root.domains)} domain(s))" for root in roots)
-          + f" x {', '.join(args.tasks)}")
-    results = run_suite(cells, settings, progress=args.progress, on_computed=print_cell)
-    written = write_suite_report(results, args.output_dir, f"{', '.join(r.dataset for r in roots)}: top-1 (%)")
+          + f" x {', '.join(config.tasks)}")
+    results = run_suite(cells, settings, progress=config.progress, on_computed=print_cell)
+    written = write_suite_report(results, config.output_dir, f"{', '.join(r.dataset for r in roots)}: top-1 (%)")
     cached = sum(result.from_cache for result in results)
     failed = [result for result in results if result.error is not None]
     print(f"{len(results) - cached} cell(s) computed, {cached} read from {settings.cache_dir}, {len(failed)} failed")
@@ -68,20 +50,9 @@ def evaluate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def print_cell(result) -> None:
-    cell = result.cell
-    where = f"{cell.checkpoint.label} · {cell.dataset}/{cell.domain} · {cell.task}"
-    if result.error is not None:
-        print(f"failed: {where}: {result.error}", file=sys.stderr)
-    else:
-        print(f"{where}: top-1 {result.metrics['top1']:.2f} % ({result.n_images} images)", file=sys.stderr)
-        if result.num_nonfinite:
-            print(f"WARNING: {where}: {result.num_nonfinite} of {result.n_images} images had non-finite scores",
-                  file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_command(lambda arguments: evaluate(parse_args(arguments)), argv)
+    args = PARSER.parse(argv)
+    return run_command(lambda: evaluate(PARSER.load(args)))
 
 
 if __name__ == "__main__":

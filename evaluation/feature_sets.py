@@ -6,8 +6,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dataloader.eval_datasets import EvalSet, collate_readable
+from dataloader.eval_datasets import SPLITS, EvalSet, collate_readable, read_eval_set
+from dataloader.splits import SplitPlan, stratified_split
 from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
+from utils.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,30 @@ def eval_set_features(model, eval_set: EvalSet, *, checkpoint: str, dataset_type
 
     features, from_cache = cached_image_features(cache_file, compute)
     return CachedFeatures(features, cache_file, from_cache)
+
+
+def read_set_features(model, preprocess, dataset_type: str, data_dir: str | Path, split: str | None, *,
+                      checkpoint: str, device: torch.device, precision: str, batch_size: int, num_workers: int,
+                      cache_dir: str | Path, dataset_name: str | None = None, class_names_file: str | None = None,
+                      progress: bool = True) -> tuple[EvalSet, CachedFeatures]:
+    """(EvalSet, its features) of one folder or `split` (default: a several-split set's test split); an error
+    when no image could be read."""
+    split = split or ("test" if dataset_type in SPLITS else None)
+    eval_set = read_eval_set(dataset_type, data_dir, preprocess, dataset_name=dataset_name,
+                             min_side=model.config.image_size, class_names_file=class_names_file, split=split)
+    cached = eval_set_features(model, eval_set, checkpoint=checkpoint, dataset_type=dataset_type, data_dir=data_dir,
+                               split=split, device=device, precision=precision, batch_size=batch_size,
+                               num_workers=num_workers, cache_dir=cache_dir, progress=progress)
+    if not len(cached.features.labels):
+        raise UserError(f"none of the {len(eval_set.dataset)} images in {data_dir} could be read")
+    return eval_set, cached
+
+
+def split_off_test(plan: SplitPlan, train: ImageFeatures, read_test, test_fraction: float,
+                   split_seed: int) -> tuple[ImageFeatures, ImageFeatures]:
+    """(train, test): `read_test(folder, split)` of the plan's test folder or split, or else a seeded stratified
+    `test_fraction` of each class of the training features held out."""
+    if not plan.held_out:
+        return train, read_test(plan.test_dir, plan.test_split)
+    kept, held_out = stratified_split(train.labels, test_fraction, split_seed)
+    return train.subset(kept), train.subset(held_out)

@@ -7,12 +7,16 @@ from 1e-6 to 1e6 (the CLIP paper's range), then REFINE_STEPS_PER_DECADE values p
 one. The best validation accuracy wins; a tie goes to the larger lambda (the simpler model). The chosen lambda is
 then refitted on train + validation and reported on the test set.
 """
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from evaluation.metrics import true_class_rank
+from dataloader.splits import stratified_split
+from evaluation.features import ImageFeatures
+from evaluation.metrics import ClassificationResult, ClassTally, summarise, true_class_rank
+from utils.errors import UserError
 
 COARSE_GRID = [10.0 ** exponent for exponent in range(-6, 7)]
 REFINE_STEPS_PER_DECADE = 8
@@ -112,3 +116,31 @@ def sweep_regularisation(train_features: torch.Tensor, train_labels: torch.Tenso
     evaluate(refined_grid(coarse_best))
     chosen, chosen_accuracy = best_of(history)
     return SweepResult(chosen, chosen_accuracy, history)
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    probe: LinearProbe
+    result: ClassificationResult  # on the test features
+    sweep: SweepResult | None  # None: the regularisation was given
+    fit_seconds: float  # the sweep and the final fit
+
+
+def run_probe(train: ImageFeatures, test: ImageFeatures, class_names: list[str], validation_fraction: float,
+              split_seed: int, regularisation: float | None = None) -> ProbeRun:
+    """The CLIP paper's protocol: lambda chosen on a seeded stratified validation share of the training features
+    (unless given), refitted on all of them, scored on the test features."""
+    start, sweep, num_classes = time.perf_counter(), None, len(class_names)
+    if regularisation is None:
+        fit, validation = stratified_split(train.labels, validation_fraction, split_seed)
+        if not len(validation) or not len(test.labels):
+            raise UserError("too few images per class for a linear probe's train, validation and test shares (at "
+                            "least three per class)")
+        sweep = sweep_regularisation(train.features[fit], train.labels[fit], train.features[validation],
+                                     train.labels[validation], num_classes)
+        regularisation = sweep.regularisation
+    probe = fit_linear_probe(train.features, train.labels, num_classes, regularisation)
+    fit_seconds = time.perf_counter() - start
+    tally = ClassTally(num_classes)
+    tally.add(probe.logits(test.features), test.labels)
+    return ProbeRun(probe, summarise(tally, class_names), sweep, fit_seconds)

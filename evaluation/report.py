@@ -4,16 +4,40 @@ tables. (eval_suite.py's tables are evaluation/suite_report.py.)"""
 import csv
 import io
 import json
+import re
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from evaluation.figures import plot_per_class_accuracy
-from evaluation.k_shot import KShotResult
+from evaluation.features import ImageFeatures
+from evaluation.figures import plot_k_shot_accuracy, plot_per_class_accuracy
+from evaluation.k_shot import KShotResult, run_k_shot
 from evaluation.metrics import ClassificationResult
 from evaluation.retrieval import RetrievalResult
 from utils.atomic_files import write_text_atomically
 
 RULE = "-" * 53
+
+
+def warn_unreadable(unreadable) -> None:
+    """Each image that could not be read, then their count, on stderr: the same words in every script. Items are
+    paths, (path, reason) pairs, or anything with .path and .reason (dataloader.eval_datasets.UnreadableImage)."""
+    for item in unreadable:
+        path, reason = (item, None) if isinstance(item, (str, Path)) else \
+            item if isinstance(item, tuple) else (item.path, item.reason)
+        print(f"warning: skipped unreadable image {path}" + (f" ({reason})" if reason else ""), file=sys.stderr)
+    if unreadable:
+        print(f"warning: skipped {len(unreadable)} unreadable image(s)", file=sys.stderr)
+
+
+def safe_file_name(text: str) -> str:
+    """`text` as part of a file name: runs of anything but letters, digits, '_', '.' and '-' become one '_'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "x"
+
+
+def run_info(checkpoint, dataset: str, precision: str, **details) -> dict:
+    """The JSON report's account of the run: what was scored, on what, at which precision, and `details`."""
+    return {"checkpoint": str(checkpoint), "dataset": dataset, **details, "precision": precision}
 
 
 def summary_lines(result: ClassificationResult) -> list[str]:
@@ -107,6 +131,20 @@ def write_k_shot_table(results: list[KShotResult], path: str | Path) -> list[str
         f"{r.k:<6}{r.mean:<10.2f}{r.std:<10.2f}{', '.join(map(str, r.seeds))}" for r in results]
     write_text_atomically(path, "\n".join(lines) + "\n")
     return lines
+
+
+def write_k_shot_results(train: ImageFeatures, test: ImageFeatures, class_names: list[str], ks: list[int],
+                         seeds: list[int], regularisation: float, zero_shot_top1: float, probe_top1: float,
+                         stem: Path, title: str) -> list[dict]:
+    """Probes on K training images per class: <stem>_k_shot.txt and .png (beside the zero-shot and full probe's
+    top-1), the table printed; the results for the JSON report."""
+    results = run_k_shot(train.features, train.labels, test.features, test.labels, len(class_names), ks, seeds,
+                         regularisation, class_names)
+    table = stem.with_name(f"{stem.name}_k_shot.txt")
+    lines = write_k_shot_table(results, table)
+    plot = plot_k_shot_accuracy(results, zero_shot_top1, probe_top1, table.with_suffix(".png"), title)
+    print("\n".join(lines) + f"\nwrote {table}, {plot}")
+    return [{"k": r.k, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies} for r in results]
 
 
 def write_similarity_table(similarity, captions: list[str], image_names: list[str], path: str | Path) -> Path:

@@ -8,6 +8,7 @@ folder, no readable image, a checkpoint that does not load) carries its one-line
 """
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,16 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataloader.eval_datasets import read_eval_set
-from dataloader.splits import plan_splits, stratified_split
-from evaluation.feature_sets import eval_set_features
+from dataloader.splits import plan_splits
+from evaluation.feature_sets import read_set_features, split_off_test
 from evaluation.features import ImageFeatures, checkpoint_identity
-from evaluation.inference_precision import choose_inference_precision
-from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
+from evaluation.inference_model import load_for_inference
+from evaluation.linear_probe import run_probe
 from evaluation.metrics import ClassificationResult, ClassTally, summarise
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
-from model import load_model
 from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
 
@@ -179,23 +178,18 @@ def run_suite(cells: list[Cell], settings: SuiteSettings, progress: bool = True,
 
 def loaded_model(checkpoint: Checkpoint, settings: SuiteSettings):
     """(model, preprocess, precision) of a checkpoint."""
-    model, preprocess = load_model(checkpoint.path, device=settings.device)
-    precision = choose_inference_precision(settings.precision, model, settings.device, settings.batch_size,
-                                           channels_last=False).precision
-    return model, preprocess, precision
+    model, preprocess, decision = load_for_inference(checkpoint.path, settings.device, settings.precision,
+                                                     settings.batch_size)
+    return model, preprocess, decision.precision
 
 
 def domain_features(cell: Cell, model, preprocess, precision: str, settings: SuiteSettings,
                     split: str | None = None):
     """(EvalSet, ImageFeatures) of a cell's folder (`split` of a set that holds several)."""
-    eval_set = read_eval_set(cell.dataset_type, cell.data_dir, preprocess, min_side=model.config.image_size,
-                             split=split)
-    cached = eval_set_features(model, eval_set, checkpoint=cell.checkpoint.path, dataset_type=cell.dataset_type,
-                               data_dir=cell.data_dir, split=split, device=settings.device, precision=precision,
-                               batch_size=settings.batch_size, num_workers=settings.num_workers,
-                               cache_dir=settings.cache_dir / "features", progress=False)
-    if not len(cached.features.labels):
-        raise UserError(f"none of the {len(eval_set.dataset)} images in {cell.data_dir} could be read")
+    eval_set, cached = read_set_features(model, preprocess, cell.dataset_type, cell.data_dir, split,
+                                         checkpoint=cell.checkpoint.path, device=settings.device, precision=precision,
+                                         batch_size=settings.batch_size, num_workers=settings.num_workers,
+                                         cache_dir=settings.cache_dir / "features", progress=False)
     return eval_set, cached.features
 
 
@@ -224,24 +218,14 @@ def linear_probe_cell(cell: Cell, model, preprocess, precision: str, settings: S
     split, or on a held-out share of the folder; the zero-shot per-class accuracy of the same test images too."""
     plan = plan_splits(cell.dataset_type, cell.data_dir, None)
     eval_set, read = domain_features(cell, model, preprocess, precision, settings, plan.train_split)
-    if plan.held_out:
-        kept, held_out = stratified_split(read.labels, settings.test_fraction, settings.split_seed)
-        train, test = read.subset(kept), read.subset(held_out)
-    else:
-        train, test = read, domain_features(cell, model, preprocess, precision, settings, plan.test_split)[1]
-    num_classes = len(eval_set.class_names)
-    fit, validation = stratified_split(train.labels, settings.test_fraction, settings.split_seed)
-    if not len(validation) or not len(test.labels):
-        raise UserError(f"{cell.data_dir}: too few images per class for a linear probe's train, validation and "
-                        "test shares (at least three per class)")
-    sweep = sweep_regularisation(train.features[fit], train.labels[fit], train.features[validation],
-                                 train.labels[validation], num_classes)
-    probe = fit_linear_probe(train.features, train.labels, num_classes, sweep.regularisation)
-    result = scored(test, probe.logits(test.features), eval_set.class_names)
+    train, test = split_off_test(plan, read, lambda folder, split: domain_features(
+        cell, model, preprocess, precision, settings, split)[1], settings.test_fraction, settings.split_seed)
+    run = run_probe(train, test, eval_set.class_names, settings.test_fraction, settings.split_seed)
+    result = run.result
     zero_shot = scored(test, F.normalize(test.features, dim=-1) @ class_head(model, eval_set, settings, precision),
                        eval_set.class_names)
     probe_result = cell_result(cell, result, read, {"linear_probe": result, "zeroshot": zero_shot})
-    probe_result.metrics["regularisation"] = sweep.regularisation
+    probe_result.metrics["regularisation"] = run.probe.regularisation
     return probe_result
 
 
@@ -268,3 +252,16 @@ def write_cell(result: CellResult, path: Path) -> None:
 def read_cell(path: Path, cell: Cell) -> CellResult:
     content = json.loads(path.read_text(encoding="utf-8"))
     return CellResult(cell, **content, from_cache=True)
+
+
+def print_cell(result: CellResult) -> None:
+    """A computed cell's line on stderr (the progress bar's side), with its error or non-finite warning."""
+    cell = result.cell
+    where = f"{cell.checkpoint.label} · {cell.dataset}/{cell.domain} · {cell.task}"
+    if result.error is not None:
+        print(f"failed: {where}: {result.error}", file=sys.stderr)
+    else:
+        print(f"{where}: top-1 {result.metrics['top1']:.2f} % ({result.n_images} images)", file=sys.stderr)
+        if result.num_nonfinite:
+            print(f"WARNING: {where}: {result.num_nonfinite} of {result.n_images} images had non-finite scores",
+                  file=sys.stderr)

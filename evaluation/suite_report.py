@@ -2,9 +2,9 @@
 checkpoints, columns = domains, `avg` last), a long-format CSV, a heatmap, and per-class side-by-side tables."""
 import csv
 import io
-import re
 from pathlib import Path
 
+from evaluation.report import safe_file_name
 from evaluation.suite import CellResult
 from evaluation.table_figures import plot_per_class_side_by_side, plot_results_heatmap
 from utils.atomic_files import write_text_atomically
@@ -80,7 +80,8 @@ def csv_rows(results: list[CellResult]) -> list[dict]:
         if result.error is not None:
             rows.append({**base, "metric": "error", "value": result.error})
             continue
-        metrics = {**result.metrics, "num_nonfinite": result.num_nonfinite, "num_unreadable": result.num_unreadable}
+        metrics = {**result.metrics, "num_nonfinite": result.num_nonfinite,
+                   "num_unreadable_images": result.num_unreadable}
         rows += [{**base, "metric": metric, "value": value} for metric, value in metrics.items()]
     return rows
 
@@ -122,7 +123,7 @@ def per_class_markdown(result: CellResult) -> str:
 def write_per_class(result: CellResult, folder: Path) -> list[Path]:
     cell = result.cell
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "_".join(safe_name(part) for part in (cell.checkpoint.label, cell.dataset, cell.domain))
+    stem = "_".join(safe_file_name(part) for part in (cell.checkpoint.label, cell.dataset, cell.domain))
     table = folder / f"{stem}.md"
     write_text_atomically(table, per_class_markdown(result))
     figure = plot_per_class_side_by_side(
@@ -130,6 +131,3 @@ def write_per_class(result: CellResult, folder: Path) -> list[Path]:
         f"{cell.dataset}/{cell.domain}, {cell.checkpoint.label}: top-1 per class on {result.n_images} test images")
     return [table, figure]
 
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"

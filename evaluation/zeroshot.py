@@ -9,7 +9,8 @@ from tqdm import tqdm
 from dataloader.eval_datasets import EvalSet, UnreadableImage, collate_readable
 from evaluation.metrics import ClassificationResult, ClassTally, summarise
 from evaluation.shard import Shard
-from evaluation.template_sets import fill_template
+from evaluation.features import ImageFeatures
+from evaluation.template_sets import fill_template, load_templates
 from utils.errors import UserError
 from utils.precision import autocast
 from utils.tokenizer import tokenize, trim_padding
@@ -105,3 +106,14 @@ def image_list_probabilities(model, images: list, preprocess, head: torch.Tensor
     parts = [class_probabilities(model, torch.stack([preprocess(image) for image in images[start:start + batch_size]]),
                                  head, device, precision) for start in range(0, len(images), batch_size)]
     return torch.cat(parts)
+
+
+def features_top1(model, eval_set: EvalSet, templates_spec: str | None, features: ImageFeatures,
+                  device: torch.device | str, precision: str) -> float:
+    """Zero-shot top-1 of image features already computed (e.g. a linear probe's test features): no second pass
+    over the images. `templates_spec` as load_templates reads it (default: the set's own templates)."""
+    _, templates = load_templates(templates_spec or eval_set.default_templates)
+    head = zero_shot_head(model, eval_set.class_names, templates, device, precision).cpu()
+    tally = ClassTally(len(eval_set.class_names))
+    tally.add(F.normalize(features.features, dim=-1) @ head, features.labels)
+    return summarise(tally, eval_set.class_names).top1

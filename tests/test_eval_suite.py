@@ -10,7 +10,7 @@ from PIL import Image
 
 import eval_suite
 import zeroshot_eval
-from evaluation import suite
+from evaluation import inference_model, suite
 from model import build_model, model_config_by_name
 from utils.checkpoint import save_checkpoint_atomic
 from zeroshot_fixtures import write_cifar
@@ -88,10 +88,10 @@ def test_suite_table_equals_per_cell_zeroshot_eval_and_a_rerun_computes_only_new
         assert heatmap.width > 300 and heatmap.height > 150
 
     computed, loaded = [], []
-    compute_zero_shot, load = suite.COMPUTE["zeroshot"], suite.load_model
+    compute_zero_shot, load = suite.COMPUTE["zeroshot"], inference_model.load_model
     monkeypatch.setitem(suite.COMPUTE, "zeroshot", lambda cell, *rest: computed.append(cell) or compute_zero_shot(
         cell, *rest))
-    monkeypatch.setattr(suite, "load_model", lambda path, device: loaded.append(path) or load(path, device=device))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: loaded.append(path) or load(path, device=device))
     capsys.readouterr()
     assert eval_suite.main(["--checkpoints", f"A={checkpoints['a']}", f"B={checkpoints['b']}",
                             f"C={checkpoints['c']}"] + argv) == 0

@@ -116,12 +116,13 @@ def test_frozen_backbone_keeps_the_tower_and_trains_the_head(clip_checkpoint, cl
 
 def test_zeroshot_head_starts_as_the_zero_shot_classifier(clip_checkpoint):
     import finetune
+    from jobs import finetuning
     config = finetune.load_config(finetune.parse_args(["--checkpoint_path", str(clip_checkpoint), "--data_dir",
                                                        "unused", "--templates", "a photo of a {}."]))
     clip_model, _ = load_model(clip_checkpoint)
     names = ["red circle", "blue square", "green triangle"]
-    splits = finetune.Splits("shapes", names, "imagenet", train=None, test=None)
-    classifier = finetune.build_classifier(clip_model, splits, config, "cpu", "fp32").eval()
+    splits = finetuning.Splits("shapes", names, "imagenet", train=None, test=None)
+    classifier = finetuning.build_classifier(clip_model, splits, config, "cpu", "fp32").eval()
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         expected = clip_model.logit_scale.exp() * F.normalize(clip_model.encode_image(images), dim=-1) @ \
@@ -194,13 +195,14 @@ def finetune_on_rank(rank, world_size, port, argv, out_dir):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     import finetune
-    scored, real_classify = [], finetune.classify
+    from jobs import finetuning
+    scored, real_classify = [], finetuning.classify
 
     def counting_classify(model, batches, *args, **kwargs):
         batches = list(batches)
         scored.append(sum(len(batch.labels) for batch in batches))
         return real_classify(model, batches, *args, **kwargs)
-    finetune.classify = counting_classify
+    finetuning.classify = counting_classify
     exit_code = finetune.main(argv)
     (out_dir / f"rank{rank}.json").write_text(json.dumps({"exit_code": exit_code, "scored": scored}))
 

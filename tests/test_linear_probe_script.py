@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import linear_probe
+from evaluation import inference_model
 from evaluation.template_sets import load_templates
 from zeroshot_fixtures import ColourClassModel, colour, plain_transform, write_cifar, write_image
 
@@ -14,7 +15,7 @@ CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 def stub_model(monkeypatch, class_names, templates):
     model = ColourClassModel(class_names, load_templates(templates)[1])
     model.config.image_mean, model.config.image_std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    monkeypatch.setattr(linear_probe, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     return model
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import retrieval_eval
+from evaluation import inference_model
 from utils.tokenizer import tokenize
 from zeroshot_fixtures import colour, plain_transform, write_image
 
@@ -51,13 +52,13 @@ def write_coco(tmp_path, extra_images=(), extra_annotations=()):
 
 
 def run(tmp_path, monkeypatch, annotation_file, model):
-    monkeypatch.setattr(retrieval_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     checkpoint = tmp_path / "model.pt"
     if not checkpoint.is_file():  # rewriting it would change its identity, and so the feature cache's key
         checkpoint.write_bytes(b"stand-in weights")
     return retrieval_eval.main([
         "--checkpoint_path", str(checkpoint), "--annotation_file", str(annotation_file),
-        "--image_dir", str(tmp_path / "val"), "--device", "cpu", "--precision", "fp32", "--num_workers", "0",
+        "--img_dir", str(tmp_path / "val"), "--device", "cpu", "--precision", "fp32", "--num_workers", "0",
         "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")])
 
 
@@ -133,9 +134,9 @@ def write_karpathy(tmp_path):
 def test_karpathy_split_file_gives_the_same_counts_as_coco_captions_and_any_recall_k(tmp_path, monkeypatch):
     model = StubModel()
     annotation_file = write_karpathy(tmp_path)
-    monkeypatch.setattr(retrieval_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     assert retrieval_eval.main(["--checkpoint_path", "tiny", "--annotation_file", str(annotation_file),
-                                "--image_dir", str(tmp_path / "val"), "--precision", "fp32", "--num_workers", "0",
+                                "--img_dir", str(tmp_path / "val"), "--precision", "fp32", "--num_workers", "0",
                                 "--recall_k", "2", "1", "--output_dir", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "dataset_coco_retrieval.json").read_text())
     assert report["num_images"] == 3 and report["num_captions"] == 7 and report["split"] == "test"
@@ -166,8 +167,8 @@ def test_nan_features_give_zero_recall_and_a_warning(tmp_path, monkeypatch, caps
 
 def test_a_karpathy_file_without_the_split_is_one_error_line(tmp_path, monkeypatch, capsys):
     annotation_file = write_karpathy(tmp_path)
-    monkeypatch.setattr(retrieval_eval, "load_model", lambda path, device: (StubModel(), plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (StubModel(), plain_transform()))
     assert retrieval_eval.main(["--checkpoint_path", "tiny", "--annotation_file", str(annotation_file),
-                                "--image_dir", str(tmp_path / "val"), "--split", "restval"]) == 2
+                                "--img_dir", str(tmp_path / "val"), "--split", "restval"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [f"error: {annotation_file} has no images in split 'restval'"]

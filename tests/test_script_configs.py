@@ -62,6 +62,6 @@ def test_zero_shot_demo_takes_its_image_folder_from_the_config(tmp_path, capsys)
 def test_a_list_option_on_the_command_line_replaces_the_files(tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text("checkpoints: [tiny]\ndata_dir: [data/PACS, data/VLCS]\n")
-    assert eval_suite.parse_args(["--config", str(config)]).data_dir == ["data/PACS", "data/VLCS"]
-    assert eval_suite.parse_args(["--config", str(config), "--data_dir", "data/OfficeHome", "--data_dir",
+    assert eval_suite.PARSER.settings(["--config", str(config)]).data_dir == ["data/PACS", "data/VLCS"]
+    assert eval_suite.PARSER.settings(["--config", str(config), "--data_dir", "data/OfficeHome", "--data_dir",
                                   "data/DomainNet"]).data_dir == ["data/OfficeHome", "data/DomainNet"]

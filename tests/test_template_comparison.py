@@ -3,6 +3,7 @@ the accuracy it has when run alone, and ranked in a comparison file."""
 import json
 
 import zeroshot_eval
+from evaluation import inference_model
 from evaluation.template_sets import fill_template
 from utils.tokenizer import tokenize
 from zeroshot_fixtures import ColourClassModel, colour, plain_transform, without_padding, write_image
@@ -21,7 +22,7 @@ def prompt_sensitive_model():
 
 def run(tmp_path, monkeypatch, templates, output):
     model = prompt_sensitive_model()
-    monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     code = zeroshot_eval.main(["--checkpoint_path", "stub", "--dataset_type", "folder",
                                "--data_dir", str(tmp_path / "things"), "--device", "cpu", "--precision", "fp32",
                                "--num_workers", "0", "--output_dir", str(tmp_path / output), "--templates", *templates])

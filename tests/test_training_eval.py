@@ -23,6 +23,7 @@ from evaluation.retrieval import caption_image_features
 from evaluation.validation_loss import validation_loss
 from evaluation.zeroshot import zero_shot_scores
 from gloo_ranks import free_port, gloo_process_group
+from jobs.training import ROOT
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.distributed import DistributedContext
@@ -97,7 +98,7 @@ def script_results(eval_data, tmp_path_factory):
               "--device", "cpu", "--precision", "fp32", "--output_dir", str(out)]
     assert zeroshot_eval.main(common + ["--dataset_type", "folder", "--data_dir", eval_data["class_dir"],
                                         "--dataset", "shapes", "--templates", TEMPLATE, "--no-channels_last"]) == 0
-    assert retrieval_eval.main(common + ["--annotation_file", eval_data["annotation_file"], "--image_dir",
+    assert retrieval_eval.main(common + ["--annotation_file", eval_data["annotation_file"], "--img_dir",
                                          eval_data["image_dir"], "--name", "val", "--cache_dir", str(out)]) == 0
     zero_shot = json.loads((out / "shapes.json").read_text())
     retrieval = json.loads((out / "val_retrieval.json").read_text())
@@ -258,5 +259,5 @@ def test_eval_section_as_written_in_the_readme_and_the_quickstart_loads(tmp_path
     assert config.eval.every_steps == 50 and config.eval.at_start
     assert [type(task) for task in config.eval.tasks] == [ZeroShotTask, RetrievalTask, LossTask]
     assert config.eval.tasks[0].templates == "a photo of a {}." and config.eval.tasks[2].name == "coco_val_loss"
-    quickstart = train.load_run_config(train.parse_args(["--config", str(train.ROOT / "configs" / "quickstart.yaml")]))
+    quickstart = train.load_run_config(train.parse_args(["--config", str(ROOT / "configs" / "quickstart.yaml")]))
     assert quickstart.eval.every_epochs == 1 and quickstart.eval.tasks[0].report_dir == "zero_shot_eval_output"

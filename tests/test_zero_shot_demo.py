@@ -9,6 +9,7 @@ from PIL import Image
 
 import zero_shot_demo
 from dataloader.splits import spread_over_classes
+from evaluation import inference_model
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import class_probabilities, zero_shot_head
 from model import load_model
@@ -54,7 +55,7 @@ def test_five_images_and_unreadable_files_in_a_folder(tmp_path, capsys):
                                 "--output_dir", str(out), "--classes", "cat, rocket,flower,cup,pagoda,man,tree"]) == 0
     captured = capsys.readouterr()
     assert sorted(printed_predictions(captured.out)) == sorted(photo.name for photo in PHOTOS[:5])
-    assert "skipping" in captured.err and "notes.txt" in captured.err and "cut.jpg" in captured.err
+    assert "skipped unreadable image" in captured.err and "notes.txt" in captured.err and "cut.jpg" in captured.err
     with Image.open(out / "photos_predictions.png") as figure:  # three rows of two
         assert 1200 < figure.width < 2200 and 600 < figure.height < 1200
 
@@ -86,7 +87,7 @@ def test_labelled_set_grid_is_captioned_predicted_true(tmp_path, monkeypatch, ca
             write_image(tmp_path / "pets" / name / f"{copy}.png", colour(label), size=(40, 40))
     write_image(tmp_path / "pets" / "dog" / "3.png", colour(2), size=(40, 40))  # looks like a car
     model = ColourClassModel(names, load_templates("cifar")[1])
-    monkeypatch.setattr(zero_shot_demo, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     out = tmp_path / "demo"
     assert zero_shot_demo.main(["--checkpoint_path", "stub.pt", "--labelled_dir", str(tmp_path / "pets"),
                                 "--examples", "12", "--output_dir", str(out), "--precision", "fp32"]) == 0

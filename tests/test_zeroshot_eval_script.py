@@ -11,6 +11,7 @@ from PIL import Image
 
 import zeroshot_eval
 from dataloader.class_names import imagenet_class_names
+from evaluation import inference_model
 from evaluation.template_sets import load_templates
 from model import build_model, load_model, model_config_by_name
 from utils.checkpoint import save_checkpoint_atomic
@@ -67,7 +68,7 @@ def test_each_image_is_scored_against_its_own_class_name(tmp_path, monkeypatch, 
     data_dir, dataset_type, dataset, class_names, num_images = layout(tmp_path / "data")
     default_templates = "cifar" if dataset_type == "cifar" else "imagenet"
     model = ColourClassModel(class_names, load_templates(default_templates)[1])
-    monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     argv = ["--checkpoint_path", "stub.pt", "--dataset_type", dataset_type, "--data_dir", str(data_dir),
             "--batch_size", "4", "--num_workers", "0", "--precision", "fp32", "--output_dir", str(tmp_path / "out")]
     assert zeroshot_eval.main(argv + (["--dataset", dataset] if dataset else [])) == 0
@@ -81,7 +82,7 @@ def test_workers_and_a_class_names_file(tmp_path, monkeypatch):
     data_dir, *_ = folder_layout(tmp_path / "data")
     (tmp_path / "names.txt").write_text("small bird\nred fire engine\ncoffee mug\n")
     model = ColourClassModel(["small bird", "red fire engine", "coffee mug"], ["a photo of a {}."])
-    monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     assert zeroshot_eval.main([
         "--checkpoint_path", "stub.pt", "--dataset_type", "folder", "--data_dir", str(data_dir),
         "--classnames", str(tmp_path / "names.txt"), "--templates", "a photo of a {}.", "--batch_size", "2",
@@ -200,7 +201,7 @@ class NanImageModel(ColourClassModel):
 def test_nan_features_score_zero_and_say_so(tmp_path, monkeypatch, capsys):
     data_dir, _, _, class_names, num_images = folder_layout(tmp_path / "data")
     model = NanImageModel(class_names, load_templates("imagenet")[1])
-    monkeypatch.setattr(zeroshot_eval, "load_model", lambda path, device: (model, plain_transform()))
+    monkeypatch.setattr(inference_model, "load_model", lambda path, device: (model, plain_transform()))
     assert zeroshot_eval.main(["--checkpoint_path", "stub.pt", "--dataset_type", "folder", "--data_dir",
                                str(data_dir), "--num_workers", "0", "--precision", "fp32",
                                "--output_dir", str(tmp_path / "out")]) == 0

@@ -1,23 +1,48 @@
-"""What every entry script does around its work: user errors become one line on stderr and exit code 2."""
+"""What every entry script does around its work: one typed settings object from `--config` files, flags and
+`key=value` overrides (utils.config.load_layered), and user errors as one line on stderr with exit code 2."""
 import argparse
-import difflib
-import os
+import dataclasses
 import sys
+import types
+import typing
 
-import torch
-
-from utils.config import read_yaml
+from utils.config import load_layered
 from utils.errors import UserError
-from utils.precision import PRECISIONS
+
+# Old spellings of one thing, kept working for one release: {old: kept}, for flags and for keys.
+DEPRECATED_NAMES = {"image_dir": "img_dir", "class_file": "classnames"}
 
 
-def run_command(command, args) -> int:
-    """`command(args)`'s exit code (None counts as 0); a UserError is one line on stderr and exit code 2."""
+def run_command(command, *args) -> int:
+    """`command(*args)`'s exit code (None counts as 0); a UserError is one line on stderr and exit code 2."""
     try:
-        return command(args) or 0
+        return command(*args) or 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def current_name(name: str, where: str) -> str:
+    """`name`, or the kept spelling of a deprecated one, with a one-line note on stderr."""
+    if name not in DEPRECATED_NAMES:
+        return name
+    kept = DEPRECATED_NAMES[name]
+    print(f"note: {where}{name} is deprecated, use {where}{kept} (the old spelling goes in the next release)",
+          file=sys.stderr)
+    return kept
+
+
+def renamed_arguments(argv: list[str]) -> list[str]:
+    """argv with deprecated `--flag[=value]` and `key=value` spellings replaced by the kept ones."""
+    renamed = []
+    for argument in argv:
+        name, sep, value = argument.partition("=")
+        if name.startswith("--"):
+            argument = "--" + current_name(name[2:], "--") + sep + value
+        elif sep and not argument.startswith("-"):
+            argument = current_name(name, "") + sep + value
+        renamed.append(argument)
+    return renamed
 
 
 class ScriptArgumentParser(argparse.ArgumentParser):
@@ -31,76 +56,75 @@ class ScriptArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint_path", required=True,
-                        help="our checkpoint, an OpenAI or open_clip weights file, or a model config name")
+class SettingsParser(ScriptArgumentParser):
+    """One config path for every script: the defaults, then `--config` YAMLs in order (repeatable, each only its
+    differences), then flags, then `key=value` overrides, into one dataclass. Unknown keys name the nearest."""
+
+    def __init__(self, doc: str | None, settings_class, defaults: dict[str, dict] | None = None):
+        super().__init__(doc)
+        self.settings_class, self.defaults, self.flag_keys = settings_class, defaults or {}, {}
+        self.add_argument("--config", action="append", help="YAML file holding only its changes to the defaults; "
+                          "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
+        self.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. batch_size=64 (after the files)")
+
+    def add_setting(self, flag: str, key: str | None = None, **options) -> None:
+        """A flag that sets `key` (a dotted settings key; default the flag's name)."""
+        dest = flag.lstrip("-")
+        self.flag_keys[dest] = key or dest
+        self.add_argument(flag, dest=dest, default=None, **options)
+
+    def add_field_flags(self) -> None:
+        """One flag per field of the settings class: its type gives the parsing, its metadata["help"] the help."""
+        hints = typing.get_type_hints(self.settings_class)
+        for field in dataclasses.fields(self.settings_class):
+            self.add_setting(f"--{field.name}", help=field.metadata.get("help"),
+                             **flag_options(hints[field.name], field.default))
+
+    def parse(self, argv: list[str] | None) -> argparse.Namespace:
+        """The flags (a bad one exits 2 at once); `load` turns them into settings."""
+        return self.parse_intermixed_args(renamed_arguments(sys.argv[1:] if argv is None else argv))
+
+    def settings(self, argv: list[str] | None):
+        """The settings `argv` asks for: a bad flag exits 2 at once, a bad key or value is a UserError."""
+        return self.load(self.parse(argv))
+
+    def load(self, args: argparse.Namespace):
+        flags = {key: flattened(getattr(args, dest)) for dest, key in self.flag_keys.items()}
+        return load_layered(self.settings_class, self.defaults, args.config, flags, args.overrides)
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int, loader_workers: bool = True) -> None:
-    """The options every evaluation script shares: --batch_size, --num_workers (image decoding processes, when the
-    script uses a DataLoader), --device and --precision."""
-    parser.add_argument("--batch_size", type=int, default=batch_size)
-    if loader_workers:
-        parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+def flag_options(hint, default) -> dict:
+    """argparse options that read a field of type `hint` as its command-line spelling."""
+    options = [option for option in typing.get_args(hint) if option is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(options) == 1:
+        hint = options[0]
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction if default is True else "store_true"}
+    if origin is typing.Literal:
+        return {"choices": typing.get_args(hint)}
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        item_options = {"type": whole_numbers} if item is int else flag_options(item, None)
+        return {"nargs": "+", "action": "extend", **item_options}
+    return {"type": hint} if hint in (int, float) else {}
 
 
-def add_experiment_configs(parser: argparse.ArgumentParser) -> None:
-    """--config for the training scripts: experiment YAMLs (utils.config.load_layered's layers), repeatable."""
-    parser.add_argument("--config", action="append", help="experiment YAML holding only its changes to the defaults; "
-                        "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
-
-
-def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse `argv`, taking defaults from the YAML file named by `--config` (keys are the options' names without
-    dashes); options given on the command line win over the file. An unknown key names the nearest option."""
-    parser.add_argument("--config", default=None, help="YAML file of option values (command-line options win)")
-    config_only = argparse.ArgumentParser(add_help=False)  # finds --config before the required options are checked
-    config_only.add_argument("--config", default=None)
-    config_path = config_only.parse_known_args(argv)[0].config
-    if config_path is None:
-        return parser.parse_args(argv)
-    values = read_yaml(config_path)
-    options = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
-    for key in values:
-        if key not in options:
-            nearest = difflib.get_close_matches(str(key), options, n=1)
-            hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
-            raise UserError(f"{config_path}: unknown key '{key}'{hint}")
-        values[key] = _as_given_on_command_line(options[key], values[key], f"{config_path}: '{key}'")
-        options[key].required = False  # given by the file
-    for group in parser._mutually_exclusive_groups:
-        given = [action for action in group._group_actions if action.dest in values]
-        if len(given) > 1:
-            raise UserError(f"{config_path}: {' and '.join(a.dest for a in given)} exclude each other: keep one")
-        if given:
-            group.required = False  # one of them is given by the file
-    # An option that accumulates (action="extend") would add the command line's values to the file's: the
-    # command line must replace them, so the file's list is filled in only when the option was not given.
-    accumulating = {key for key in values if isinstance(options[key], (argparse._ExtendAction, argparse._AppendAction))}
-    parser.set_defaults(**{key: value for key, value in values.items() if key not in accumulating})
-    args = parser.parse_args(argv)
-    for key in accumulating:
-        if getattr(args, key) is None:
-            setattr(args, key, values[key])
-    return args
-
-
-def _as_given_on_command_line(action: argparse.Action, value, where: str):
-    """Convert and check a file value as argparse would the same text on the command line."""
-    if action.nargs == 0:  # a flag
-        if not isinstance(value, bool):
-            raise UserError(f"{where} must be true or false, got {value!r}")
+def flattened(value):
+    """`--k_shot 1,2 4` parses to [[1, 2], [4]]: one list."""
+    if not isinstance(value, list):
         return value
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and action.nargs in (None, "?"):
-        raise UserError(f"{where} takes one value, got a list")
-    convert = action.type or str
+    return [item for part in value for item in (part if isinstance(part, list) else [part])]
+
+
+def whole_numbers(text: str) -> list[int]:
+    """`--k_shot 1,2,4` or `--k_shot 1 2 4`: commas and spaces both separate."""
     try:
-        converted = [convert(str(item)) for item in items]
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
-        raise UserError(f"{where}: {value!r} is not a valid value") from None
-    if action.choices is not None and any(item not in action.choices for item in converted):
-        raise UserError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return converted if isinstance(value, list) or action.nargs in ("+", "*") else converted[0]
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers such as 1,2,4, got {text!r}") from None
+
+
+def setting(default=dataclasses.MISSING, help: str | None = None, **kwargs):
+    """A settings field with its command-line help."""
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)

@@ -97,21 +97,34 @@ def load_layered(cls, defaults: dict[str, dict], experiments: list[str] | None, 
     experiment YAMLs in order (each only its differences, e.g. a data file and then a recipe), the command-line
     flags ({dotted key: value}, None = not given), then `key=value` overrides. Errors name the layers the values
     came from."""
-    settings, sources = {}, list(defaults)
-    for layer in defaults.values():
-        settings = merge(settings, layer)
+    layers = list(defaults.items())
     for experiment in experiments or []:
-        for path, layer in experiment_layers(experiment):
-            settings = merge(settings, layer)
-            sources.append(path)
+        layers += experiment_layers(experiment)
     given = {key: value for key, value in flags.items() if value is not None}
-    for key, value in given.items():
-        settings = merge(settings, dotted(key, value))
-    for override in overrides:
-        settings = merge(settings, parse_override(override))
-    if given or overrides:
-        sources.append("command line")
+    layers += [("command line", dotted(key, value)) for key, value in given.items()]
+    layers += [("command line", parse_override(override)) for override in overrides]
+    settings = {}
+    for source, layer in layers:
+        check_keys(cls, layer, source)  # an unknown key is named with the one file it is in
+        settings = merge(settings, layer)
+    sources = list(dict.fromkeys(source for source, _ in layers))
     return build(cls, settings, " + ".join(sources))
+
+
+def check_keys(cls, data, source: str, prefix: str = "") -> None:
+    """Every key of `data` names a field of dataclass `cls` (nested dataclasses too), else one error naming the
+    nearest valid key."""
+    if not isinstance(data, dict):
+        return
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in fields:
+            nearest = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean '{prefix}{nearest[0]}'?" if nearest else f"; valid keys: {', '.join(fields)}"
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
+        if dataclasses.is_dataclass(hints[key]):
+            check_keys(hints[key], value, source, f"{prefix}{key}.")
 
 
 def build(cls, data: dict, source: str, prefix: str = ""):
@@ -120,16 +133,10 @@ def build(cls, data: dict, source: str, prefix: str = ""):
         raise UserError(f"{source}: '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
     fields = {field.name: field for field in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            nearest = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean '{prefix}{nearest[0]}'?" if nearest else f"; valid keys: {', '.join(fields)}"
-            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
-    values = {}
-    for name, field in fields.items():
-        if name in data:
-            values[name] = _check(hints[name], data[name], source, prefix + name)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+    check_keys(cls, data, source, prefix)
+    values = {name: _check(hints[name], data[name], source, prefix + name) for name in fields if name in data}
+    for name, field in fields.items():  # after the values: a typo or a wrong value is the first thing to fix
+        if name not in data and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise UserError(f"{source}: missing required key '{prefix}{name}'")
     try:
         return cls(**values)
