@@ -2,8 +2,8 @@
 
   python eval_suite.py --checkpoints coco=runs/coco/checkpoints/step_00016170.pt openai=ViT-B-32.pt \\
       --data_dir data/PACS data/OfficeHome --tasks zeroshot linear_probe --output_dir results/dg
-  python eval_suite.py --checkpoints runs/a/checkpoints/step_00001000.pt --dataset_type cifar --data_dir data/CIFAR100 \\
-      --output_dir results/cifar100
+  python eval_suite.py --checkpoints runs/a/checkpoints/step_00001000.pt --dataset_type cifar \\
+      --data_dir data/CIFAR100 --output_dir results/cifar100
 
 A folder whose sub-folders each hold class folders (PACS/ -> art_painting, cartoon, photo, sketch) gives one
 column per sub-folder; any other folder is one column. Writes results.md, results.csv, results.png and, for the
