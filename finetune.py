@@ -37,12 +37,12 @@ from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
 from trainer.config import TrainerConfig
-from trainer.distributed import DistributedContext, all_gather_object, decided_on_main, distributed_session, rank
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.cli import ScriptArgumentParser, add_experiment_configs, run_command
 from utils.config import as_dict, load_layered, read_yaml
+from utils.distributed import DistributedContext, all_gather_object, decided_on_main, distributed_session, rank
 from utils.errors import UserError
 from utils.seeding import seed_everything
 

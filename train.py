@@ -23,12 +23,12 @@ from model import initial_model
 from model.config import ModelConfig
 from model.locking import lock_image_tower, lock_text_tower
 from trainer.config import TrainerConfig
-from trainer.distributed import DistributedContext, distributed_session, on_every_rank_for_all
 from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, load_layered, read_yaml
 from utils.cli import ScriptArgumentParser, add_experiment_configs, run_command
+from utils.distributed import DistributedContext, distributed_session, on_every_rank_for_all
 from utils.errors import UserError
 from utils.seeding import seed_everything
 

@@ -14,7 +14,7 @@ from evaluation.validation_loss import validation_loss
 from evaluation.zeroshot import zero_shot_scores
 from model.config import ModelConfig
 from model.preprocess import image_transform
-from trainer.distributed import DistributedContext, all_gather_object, all_reduce_sum
+from utils.distributed import DistributedContext, all_gather_object, all_reduce_sum
 from utils.errors import UserError
 
 

@@ -15,7 +15,7 @@ import torch
 class Shard:
     rank: int = 0
     world_size: int = 1
-    sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor  # over ranks (trainer.distributed)
+    sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor  # over ranks (utils.distributed)
     gather: Callable[[object], list] = lambda value: [value]  # every rank's value, in rank order
 
     def block(self, num_items: int) -> range:

@@ -19,10 +19,10 @@ from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.config import CheckpointConfig, LoopConfig, TrainerConfig
-from trainer.distributed import DistributedContext
 from trainer.objectives import ContrastiveObjective
 from trainer.run_log import read_log
 from utils.config import as_dict
+from utils.distributed import DistributedContext
 from utils.seeding import seed_everything
 
 READ_BACKS = ("item", "tolist", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")

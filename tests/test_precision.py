@@ -12,9 +12,9 @@ from evaluation.inference_precision import choose_inference_precision
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer import precision_choice
-from trainer.distributed import DistributedContext, all_reduce_sum
 from utils import precision
 from utils import precision_calibration as calibration
+from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import UserError
 
 # (amx_tile, avx512_bf16, oneDNN's own bf16 probe) as torch reports them on each CPU

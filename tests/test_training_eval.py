@@ -11,6 +11,7 @@ from PIL import Image
 
 import retrieval_eval
 import train
+from utils.distributed import DistributedContext
 import zeroshot_eval
 from dataloader.coco import read_coco_captions
 from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
@@ -22,7 +23,6 @@ from evaluation.zeroshot import zero_shot_scores
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
-from trainer.distributed import DistributedContext
 from trainer.run_log import read_log
 from trainer.trainer import evaluation_mode
 from training_runs import assert_bit_identical, coco_dataset, final_weights, run, train_command  # noqa: F401

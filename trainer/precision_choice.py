@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from trainer.distributed import all_gather_object, decided_on_main
+from utils.distributed import all_gather_object, decided_on_main
 from utils.precision_calibration import (PrecisionDecision, Workload, decide_without_measuring, measure, remember,
                                          remembered_decision)
 

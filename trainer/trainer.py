@@ -16,8 +16,6 @@ from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_chec
                                    set_aside_checkpoints_after)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
-from trainer.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
-                                 on_main_for_all)
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
 from trainer.precision_choice import choose_training_precision, record_precision
@@ -25,6 +23,8 @@ from trainer.preemption import StopRequest
 from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
+from utils.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
+                               on_main_for_all)
 from utils.seeding import choose_cuda_kernels
 from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
