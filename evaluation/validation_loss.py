@@ -7,8 +7,8 @@ from torch.utils.data import DataLoader
 from dataloader.coco import CaptionedImages
 from dataloader.eval_datasets import ImageFiles, collate_readable
 from evaluation.shard import Shard
-from trainer.loss import contrastive_loss
-from trainer.siglip_loss import sigmoid_loss
+from loss.clip import contrastive_loss
+from loss.siglip import sigmoid_loss
 from utils.precision import autocast
 from utils.tokenizer import tokenize, trim_padding
 

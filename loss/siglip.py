@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.positive_pairs import captions_per_image, positive_pairs
+from loss.positive_pairs import captions_per_image, positive_pairs
 from utils.distributed import gather_rows, gather_with_grad, rank
 
 
