@@ -36,6 +36,7 @@ from evaluation.template_sets import load_templates
 from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model
 from model.classifier import ClassifierConfig, ImageClassifier
+from model.grad_checkpointing import set_grad_checkpointing
 from trainer.config import TrainerConfig
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
@@ -205,6 +206,7 @@ def fine_tune(args) -> int:
             baseline = test_accuracy(classifier, splits, config, ctx, precision)
             if ctx.is_main:
                 report(baseline, splits, config, "zero_shot_start", precision)
+        set_grad_checkpointing(classifier, config.train.grad_checkpointing)
         job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
         exit_code = train(job, ctx, resume=args.resume)
         if exit_code == 0:

@@ -21,6 +21,7 @@ from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model
 from model.config import ModelConfig
+from model.grad_checkpointing import set_grad_checkpointing
 from model.locking import lock_image_tower, lock_text_tower
 from trainer.config import TrainerConfig
 from trainer.objectives import ContrastiveObjective
@@ -88,7 +89,7 @@ def load_run_config(args) -> RunConfig:
 
 
 def run_model(config: RunConfig):
-    """The model the run starts from, fitted to its loss, with its locked towers."""
+    """The model the run starts from, fitted to its loss, with its locked towers and train.grad_checkpointing."""
     choice = config.model
     model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
     fit_model_to_loss(model, config.loss.kind)
@@ -96,6 +97,7 @@ def run_model(config: RunConfig):
         lock_image_tower(model, choice.lock_image_unlocked_groups, choice.lock_image_freeze_bn_stats)
     if choice.lock_text:
         lock_text_tower(model, choice.lock_text_unlocked_layers)
+    set_grad_checkpointing(model, config.train.grad_checkpointing)
     return model
 
 

@@ -10,7 +10,6 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model.grad_checkpointing import set_grad_checkpointing
 from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_checkpoint, load_training_checkpoint,
                                    remove_torn_writes, restore_rng_state, rng_state, save_training_checkpoint,
                                    set_aside_checkpoints_after)
@@ -133,8 +132,6 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
     decision = choose_training_precision(loop.precision, model, job.objective, loop.batch_size, ctx,
                                          loop.channels_last)
     job.resolved_config = record_precision(job.resolved_config, decision)
-    if loop.grad_checkpointing:
-        set_grad_checkpointing(model)
     if loop.compile:
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)
