@@ -28,10 +28,10 @@ from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
 from dataloader.labelled_train_set import build_labelled_train_loader, decoded
 from dataloader.splits import plan_splits, stratified_split
 from dataloader.transforms import TrainImageTransform
-from evaluation.during_training import process_shard
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
+from evaluation.shard import process_shard
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import classify, zero_shot_head
 from model import load_model

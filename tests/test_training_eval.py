@@ -11,14 +11,14 @@ from PIL import Image
 
 import retrieval_eval
 import train
-from utils.distributed import DistributedContext
 import zeroshot_eval
 from dataloader.coco import read_coco_captions
 from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
 from dataloader.eval_datasets import read_eval_set
-from evaluation.during_training import build_evaluator, process_shard
+from evaluation.during_training import build_evaluator
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.retrieval import caption_image_features
+from evaluation.shard import process_shard
 from evaluation.zeroshot import zero_shot_scores
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, load_model, model_config_by_name
@@ -27,6 +27,7 @@ from trainer.run_log import read_log
 from trainer.trainer import evaluation_mode
 from training_runs import assert_bit_identical, coco_dataset, final_weights, run, train_command  # noqa: F401
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
+from utils.distributed import DistributedContext
 from utils.seeding import seed_everything
 from utils.tokenizer import tokenize
 
