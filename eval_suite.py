@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dataloader.eval_datasets import READERS
+from dataloader.eval.eval_datasets import READERS
 from evaluation.suite import TASKS, SuiteSettings, data_root, parse_checkpoint, plan_cells, run_suite
 from evaluation.suite_report import write_suite_report
 from utils.cli import ScriptArgumentParser, add_inference_arguments, parse_with_config, run_command

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from dataloader.eval_datasets import SPLITS, add_eval_set_arguments, read_eval_set
+from dataloader.eval.eval_datasets import SPLITS, add_eval_set_arguments, read_eval_set
 from evaluation.feature_export import FORMATS, check_output_file, readable_paths, write_feature_file
 from evaluation.feature_sets import eval_set_features
 from evaluation.inference_precision import choose_inference_precision

@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dataloader.config import LabelledDataConfig
-from dataloader.eval_datasets import READERS, collate_readable, read_eval_set
-from dataloader.labelled_train_set import build_labelled_train_loader, decoded
-from dataloader.splits import plan_splits, stratified_split
-from dataloader.transforms import TrainImageTransform
+from dataloader.eval.eval_datasets import READERS, collate_readable, read_eval_set
+from dataloader.eval.splits import plan_splits, stratified_split
+from dataloader.train.labelled_train_set import build_labelled_train_loader, decoded
+from dataloader.train.transforms import TrainImageTransform
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dataloader.eval_datasets import add_eval_set_arguments, read_eval_set
-from dataloader.splits import plan_splits, stratified_split
+from dataloader.eval.eval_datasets import add_eval_set_arguments, read_eval_set
+from dataloader.eval.splits import plan_splits, stratified_split
 from evaluation.feature_sets import eval_set_features
 from evaluation.features import ImageFeatures
 from evaluation.figures import plot_k_shot_accuracy

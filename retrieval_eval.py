@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dataloader.karpathy import SPLITS as KARPATHY_SPLITS, read_retrieval_captions
+from dataloader.eval.karpathy import SPLITS as KARPATHY_SPLITS, read_retrieval_captions
 from evaluation.features import cached_image_features, feature_cache_file
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import write_retrieval_report

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from dataloader.caption_pairs import read_caption_pairs
+from dataloader.eval.caption_pairs import read_caption_pairs
 from dataloader.image_io import load_readable_images
 from evaluation.image_figures import plot_similarity_matrix
 from evaluation.inference_precision import choose_inference_precision

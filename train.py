@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from dataloader.config import DataConfig
-from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
-from dataloader.train_data import build_train_loader
+from dataloader.train.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
+from dataloader.train.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
 from model import initial_model

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from dataloader.eval_datasets import add_eval_set_arguments, read_eval_set
+from dataloader.eval.eval_datasets import add_eval_set_arguments, read_eval_set
 from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import nonfinite_warning, summary_lines, write_template_comparison, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names

@@ -22,7 +22,7 @@ import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
                                matmul_peak, median_seconds, synchronized, training_flops_per_sample)
-from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
+from dataloader.train.train_loader import TOKEN_LENGTH_MULTIPLE
 from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
 from utils.tokenizer import tokenize, trim_padding

@@ -4,7 +4,7 @@ import dataclasses
 import time
 
 from dataloader.coco import read_coco_captions
-from dataloader.eval_datasets import read_eval_set
+from dataloader.eval.eval_datasets import read_eval_set
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.report import write_zero_shot_report
 from evaluation.retrieval import caption_image_features, captioned_retrieval, text_features

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dataloader.eval_datasets import EvalSet, collate_readable
+from dataloader.eval.eval_datasets import EvalSet, collate_readable
 from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
 
 

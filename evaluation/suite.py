@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataloader.eval_datasets import read_eval_set
-from dataloader.splits import plan_splits, stratified_split
+from dataloader.eval.eval_datasets import read_eval_set
+from dataloader.eval.splits import plan_splits, stratified_split
 from evaluation.feature_sets import eval_set_features
 from evaluation.features import ImageFeatures, checkpoint_identity
 from evaluation.inference_precision import choose_inference_precision
@@ -41,7 +41,7 @@ class Checkpoint:
 @dataclass(frozen=True)
 class DataRoot:
     dataset: str  # the table's name (the root folder's name)
-    dataset_type: str  # a dataloader.eval_datasets reader
+    dataset_type: str  # a dataloader.eval.eval_datasets reader
     domains: tuple[tuple[str, Path], ...]  # (column name, folder), in column order
 
 

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dataloader.coco import CaptionedImages
-from dataloader.eval_datasets import ImageFiles, collate_readable
+from dataloader.eval.eval_datasets import ImageFiles, collate_readable
 from evaluation.shard import Shard
 from loss.clip import contrastive_loss
 from loss.siglip import sigmoid_loss

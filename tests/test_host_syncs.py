@@ -13,8 +13,8 @@ import torch.multiprocessing as mp
 
 import trainer.trainer as trainer_module
 from dataloader.config import DataConfig
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
-from dataloader.train_data import build_train_loader
+from dataloader.train.synthetic import SyntheticDataConfig, write_train_set
+from dataloader.train.train_data import build_train_loader
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints

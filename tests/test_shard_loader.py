@@ -12,14 +12,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import webdataset as wds
 
-import dataloader.shard_loader
 from caption_fixtures import caption, encoded_image, image_numbers, write_shards
 from dataloader.config import DataConfig
 from dataloader.image_io import load_rgb_image
-from dataloader.train_data import build_train_loader, infer_format
-from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
+from dataloader.train.train_data import build_train_loader, infer_format
+from dataloader.train.train_loader import TOKEN_LENGTH_MULTIPLE
 from utils.errors import UserError
 from utils.tokenizer import tokenize, trim_padding
+import dataloader.train.shard_loader
 
 CONTEXT = 12
 
@@ -99,7 +99,7 @@ def test_resuming_at_batch_k_gives_the_tail_of_the_epoch(shards, workers, resamp
 
 def test_resuming_decodes_nothing_before_start_batch(shards, monkeypatch):
     decoded = []
-    monkeypatch.setattr(dataloader.shard_loader, "load_rgb_image",
+    monkeypatch.setattr(dataloader.train.shard_loader, "load_rgb_image",
                         lambda file, min_side: decoded.append(file) or load_rgb_image(file, min_side))
     assert len(list(shard_loader(shards).epoch(0, start_batch=6))) == 2
     assert len(decoded) == 6

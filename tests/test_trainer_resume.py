@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
+from dataloader.train.synthetic import SyntheticDataConfig, write_eval_set
 from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process, start,
                            train_command, wait_for)
-from dataloader.synthetic import SyntheticDataConfig, write_eval_set
 from trainer import trainer as trainer_module
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log

@@ -13,8 +13,8 @@ import retrieval_eval
 import train
 import zeroshot_eval
 from dataloader.coco import read_coco_captions
-from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
-from dataloader.eval_datasets import read_eval_set
+from dataloader.eval.eval_datasets import read_eval_set
+from dataloader.train.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.retrieval import caption_image_features

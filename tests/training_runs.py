@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
+from dataloader.train.synthetic import SyntheticDataConfig, write_train_set
 from trainer.checkpointing import list_checkpoints
 from utils.checkpoint import load_checkpoint
 

@@ -31,7 +31,7 @@ from utils.precision_calibration import PrecisionDecision
 
 
 class TrainBatches(Protocol):
-    """What the trainer expects of a loader (dataloader.train_loader.TrainLoader is one)."""
+    """What the trainer expects of a loader (dataloader.train.train_loader.TrainLoader is one)."""
     skipped_at_start: list[str]  # images left out before training (e.g. missing files), counted in the summary
     order_depends_on_workers: bool  # whether data.num_workers shapes the batches (then resume refuses a change)
 
