@@ -20,13 +20,13 @@ import torch
 from dataloader.eval.eval_datasets import SPLITS, add_eval_set_arguments, read_eval_set
 from evaluation.feature_export import FORMATS, check_output_file, readable_paths, write_feature_file
 from evaluation.feature_sets import eval_set_features
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import zero_shot_head
 from model import load_model
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -28,7 +28,6 @@ from dataloader.eval.eval_datasets import READERS, collate_readable, read_eval_s
 from dataloader.eval.splits import plan_splits, stratified_split
 from dataloader.train.labelled_train_set import build_labelled_train_loader, decoded
 from dataloader.train.transforms import TrainImageTransform
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import summary_lines, write_reports
 from evaluation.shard import process_shard
@@ -45,6 +44,7 @@ from utils.cli import ScriptArgumentParser, add_experiment_configs, run_command
 from utils.config import as_dict, load_layered, read_yaml
 from utils.distributed import DistributedContext, all_gather_object, decided_on_main, distributed_session, rank
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 from utils.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parent

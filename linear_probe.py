@@ -21,7 +21,6 @@ from dataloader.eval.splits import plan_splits, stratified_split
 from evaluation.feature_sets import eval_set_features
 from evaluation.features import ImageFeatures
 from evaluation.figures import plot_k_shot_accuracy
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.k_shot import run_k_shot
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassTally, summarise
@@ -32,6 +31,7 @@ from model import load_model
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 
 def k_values(text: str) -> list[int]:

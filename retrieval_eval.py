@@ -18,13 +18,13 @@ import torch
 
 from dataloader.eval.karpathy import SPLITS as KARPATHY_SPLITS, read_retrieval_captions
 from evaluation.features import cached_image_features, feature_cache_file
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import write_retrieval_report
 from evaluation.retrieval import DEFAULT_KS, caption_image_features, captioned_retrieval, text_features
 from model import load_model
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

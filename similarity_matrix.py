@@ -17,13 +17,13 @@ import torch
 from dataloader.eval.caption_pairs import read_caption_pairs
 from dataloader.image_io import load_readable_images
 from evaluation.image_figures import plot_similarity_matrix
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import write_similarity_table
 from evaluation.similarity import image_text_similarity
 from model import load_model
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 THUMBNAIL_SIDE = 256  # decode large enough for a sharp thumbnail, whatever the model's input size
 

@@ -18,13 +18,13 @@ from dataloader.image_io import load_readable_images
 from dataloader.train.labelled_train_set import decoded
 from evaluation.figures import plot_top_predictions
 from evaluation.image_figures import plot_prediction_grid
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import image_list_probabilities, zero_shot_head
 from model import load_model
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 IMAGES_PER_FIGURE = 20  # beyond this a figure gets too tall to read: continue in the next file
 DISPLAY_SIDE = 320  # decode at least this large so that the figure shows the image sharp, not at model size

@@ -12,7 +12,6 @@ import time
 import torch
 
 from dataloader.eval.eval_datasets import add_eval_set_arguments, read_eval_set
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.report import nonfinite_warning, summary_lines, write_template_comparison, write_zero_shot_report
 from evaluation.template_sets import load_templates, template_set_names
 from evaluation.zeroshot import zero_shot_scores
@@ -21,6 +20,7 @@ from model.inference import prepare_for_inference
 from utils.cli import (ScriptArgumentParser, add_checkpoint_argument, add_inference_arguments,
                        parse_with_config, run_command)
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

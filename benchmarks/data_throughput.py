@@ -30,9 +30,8 @@ from dataloader.train.transforms import TrainImageTransform
 from model import build_model, model_config_by_name
 from model.config import OPENAI_MEAN, OPENAI_STD
 from model.preprocess import image_transform
-from trainer.precision_choice import training_workload
 from utils.config import read_yaml
-from utils.precision_calibration import decide_precision
+from utils.precision import decide_precision, training_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "test_images"

@@ -17,7 +17,7 @@ from dataloader.eval.eval_datasets import Batch
 from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, model_config_by_name
 from model.inference import prepare_for_inference
-from evaluation.inference_precision import choose_inference_precision
+from utils.precision import choose_inference_precision
 from utils.tokenizer import tokenize
 
 CLASS_NAMES = ["cat", "dog", "car", "bird", "ship", "horse", "frog", "truck", "deer", "airplane"]

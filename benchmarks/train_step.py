@@ -27,9 +27,7 @@ from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
 from utils.tokenizer import tokenize, trim_padding
 from trainer.objectives import ContrastiveObjective
-from trainer.precision_choice import training_workload
-from utils.precision import hardware_choice
-from utils.precision_calibration import decide_precision
+from utils.precision import decide_precision, hardware_choice, training_workload
 from utils.seeding import choose_cuda_kernels
 
 REFERENCE = "open_clip"

@@ -20,7 +20,6 @@ from dataloader.eval.eval_datasets import read_eval_set
 from dataloader.eval.splits import plan_splits, stratified_split
 from evaluation.feature_sets import eval_set_features
 from evaluation.features import ImageFeatures, checkpoint_identity
-from evaluation.inference_precision import choose_inference_precision
 from evaluation.linear_probe import fit_linear_probe, sweep_regularisation
 from evaluation.metrics import ClassificationResult, ClassTally, summarise
 from evaluation.template_sets import load_templates
@@ -28,6 +27,7 @@ from evaluation.zeroshot import zero_shot_head
 from model import load_model
 from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
+from utils.precision import choose_inference_precision
 
 TASKS = ("zeroshot", "linear_probe")
 

@@ -17,17 +17,16 @@ from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
-from trainer.precision_choice import choose_training_precision, record_precision
 from trainer.preemption import StopRequest
 from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
 from utils.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
                                on_main_for_all)
+from utils.precision import PrecisionDecision, choose_training_precision, record_precision
 from utils.seeding import choose_cuda_kernels
 from utils.atomic_files import write_text_atomically
 from utils.errors import UserError
-from utils.precision_calibration import PrecisionDecision
 
 
 class TrainBatches(Protocol):
@@ -57,7 +56,7 @@ class Objective(Protocol):
     def logged_values(self, model) -> dict: ...
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
-        """A random batch of the loader's shapes, for timing the step (trainer.precision_choice)."""
+        """A random batch of the loader's shapes, for timing the step (utils.precision)."""
 
 
 class Evaluator(Protocol):
