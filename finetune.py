@@ -16,7 +16,7 @@ and the curves are the trainer's. At the end the fine-tuned classifier is tested
 """
 import sys
 
-from dataloader.eval_datasets import READERS
+from dataloader.eval.eval_datasets import READERS
 from jobs.finetuning import OBJECTIVES, FinetuneConfig, fine_tune, finetune_defaults
 from jobs.resume import add_resume_flags
 from utils.cli import SettingsParser, run_command

@@ -12,7 +12,7 @@ Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, a
 import sys
 from pathlib import Path
 
-from dataloader.splits import plan_splits
+from dataloader.eval.splits import plan_splits
 from evaluation.feature_sets import read_set_features, split_off_test
 from evaluation.inference_model import load_for_inference
 from evaluation.linear_probe import run_probe

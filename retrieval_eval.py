@@ -14,7 +14,7 @@ Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, a
 import sys
 from pathlib import Path
 
-from dataloader.karpathy import read_retrieval_captions
+from dataloader.eval.karpathy import read_retrieval_captions
 from evaluation.features import cached_image_features, feature_cache_file
 from evaluation.inference_model import load_for_inference
 from evaluation.report import run_info, warn_unreadable, write_retrieval_report

@@ -12,7 +12,7 @@ thumbnails along the top, each pair's similarity in its cell.
 import sys
 from pathlib import Path
 
-from dataloader.caption_pairs import read_caption_pairs
+from dataloader.eval.caption_pairs import read_caption_pairs
 from dataloader.image_io import load_readable_images
 from evaluation.image_figures import plot_similarity_matrix
 from evaluation.inference_model import load_for_inference

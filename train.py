@@ -13,14 +13,13 @@ import sys
 import torch
 
 from jobs.resume import add_resume_flags
-from jobs.training import RunConfig, ensure_synthetic_data_on_every_node, read_data, run_defaults
-from model.choice import chosen_model
-from trainer.distributed import distributed_session, on_every_rank_for_all
+from jobs.training import RunConfig, ensure_synthetic_data_on_every_node, read_data, run_defaults, training_model
 from trainer.objectives import ContrastiveObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.cli import SettingsParser, run_command
 from utils.config import as_dict
+from utils.distributed import distributed_session, on_every_rank_for_all
 from utils.seeding import seed_everything
 
 PARSER = SettingsParser(__doc__, RunConfig, run_defaults())
@@ -44,7 +43,7 @@ def run_training(args) -> int:
         if config.synthetic_data:
             ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model, locking = chosen_model(config.model, config.loss.kind)
+        model, locking = training_model(config)
         if ctx.is_main and locking:
             print("\n".join(locking))
         if config.model.init_from and ctx.is_main:

@@ -9,7 +9,7 @@ Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, a
 import sys
 import time
 
-from dataloader.eval_datasets import read_eval_set
+from dataloader.eval.eval_datasets import read_eval_set
 from evaluation.inference_model import load_for_inference
 from evaluation.report import (nonfinite_warning, run_info, safe_file_name, summary_lines, warn_unreadable,
                                write_template_comparison, write_zero_shot_report)

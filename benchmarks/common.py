@@ -11,8 +11,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils.machine import cpu_flags, cpu_model
-from utils.precision import cpu_bf16_unit
+from utils.machine import cpu_bf16_unit, cpu_flags, cpu_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -25,14 +25,13 @@ from benchmarks.common import (Row, add_machine_arguments, machine_report, markd
 from dataloader.coco import read_coco_captions
 from dataloader.config import DataConfig
 from dataloader.make_shards import make_shards
-from dataloader.train_data import build_train_loader
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.train_data import build_train_loader
+from dataloader.train.transforms import TrainImageTransform
 from model import build_model, model_config_by_name
 from model.config import OPENAI_MEAN, OPENAI_STD
 from model.preprocess import image_transform
-from trainer.precision_choice import training_workload
 from utils.config import read_yaml
-from utils.precision_calibration import decide_precision
+from utils.precision import decide_precision, training_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "test_images"
@@ -124,7 +123,7 @@ def step_waits(model_name: str, data: DataConfig, batch_size: int, steps: int) -
 
 def quickstart_data_wait(steps: int) -> dict:
     """step_waits of the quickstart's model on its synthetic data, with its loader settings."""
-    from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
+    from dataloader.train.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
 
     settings = read_yaml(QUICKSTART)
     batch_size = settings["train"]["batch_size"]

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from benchmarks.common import Row, add_machine_arguments, machine_report, markdown_table, median_seconds
 from benchmarks.train_step import open_clip_model
-from dataloader.eval_datasets import Batch
+from dataloader.eval.eval_datasets import Batch
 from evaluation.zeroshot import classify, zero_shot_head
 from model import build_model, model_config_by_name
 from model.inference import prepare_for_inference
-from evaluation.inference_precision import choose_inference_precision
+from utils.precision import choose_inference_precision
 from utils.tokenizer import tokenize
 
 CLASS_NAMES = ["cat", "dog", "car", "bird", "ship", "horse", "frog", "truck", "deer", "airplane"]

@@ -22,15 +22,13 @@ import torch
 
 from benchmarks.common import (Row, add_machine_arguments, coco_like_captions, machine_report, markdown_table,
                                matmul_peak, median_seconds, synchronized, training_flops_per_sample)
-from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
+from dataloader.train.train_loader import TOKEN_LENGTH_MULTIPLE
 from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
-from utils.tokenizer import tokenize, trim_padding
 from trainer.objectives import ContrastiveObjective
-from trainer.precision_choice import training_workload
-from utils.precision import hardware_choice
-from utils.precision_calibration import decide_precision
+from utils.precision import decide_precision, hardware_choice, training_workload
 from utils.seeding import choose_cuda_kernels
+from utils.tokenizer import tokenize, trim_padding
 
 REFERENCE = "open_clip"
 LONGEST_CAPTION = 32

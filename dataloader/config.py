@@ -6,7 +6,7 @@ from typing import Literal
 
 DEFAULTS_FILE = Path(__file__).with_name("data_config.yaml")
 COCO_TRAIN_IMAGES = "data/coco/train2017"
-SidedCaptions = Literal["swap", "no_flip"]  # dataloader.caption_sides
+SidedCaptions = Literal["swap", "no_flip"]  # dataloader.train.caption_sides
 
 
 @dataclasses.dataclass
@@ -73,7 +73,7 @@ class DataConfig(LoaderConfig):
 
 @dataclasses.dataclass
 class LabelledDataConfig(LoaderConfig):
-    """Fine-tuning data: any labelled set that zeroshot_eval.py reads (dataloader.eval_datasets)."""
+    """Fine-tuning data: any labelled set that zeroshot_eval.py reads (dataloader.eval.eval_datasets)."""
     dataset_type: Literal["cifar", "imagenet", "folder"] = "folder"
     data_dir: str = ""  # the training images (CIFAR: the folder of the batches; its train split is used)
     test_dir: str | None = None  # the test images; default: CIFAR's test split, else test_fraction of data_dir

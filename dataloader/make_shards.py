@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from dataloader.coco import CaptionedImages
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
-from dataloader.shards import CAPTIONS_KEY, SHARD_SUFFIX, SIZES_FILE
-from dataloader.train_data import LISTED_FORMATS
+from dataloader.train.shards import CAPTIONS_KEY, SHARD_SUFFIX, SIZES_FILE
+from dataloader.train.train_data import LISTED_FORMATS
 from utils.atomic_files import write_text_atomically
 from utils.cli import ScriptArgumentParser, run_command
 from utils.errors import UserError

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import torch
 
-from dataloader.class_names import cifar100_class_names, read_class_name_file
-from dataloader.eval_datasets import UnreadableImage, read_eval_set
+from dataloader.eval.class_names import cifar100_class_names, read_class_name_file
+from dataloader.eval.eval_datasets import UnreadableImage, read_eval_set
+from dataloader.eval.splits import spread_over_classes
 from dataloader.image_io import load_readable_images
-from dataloader.labelled_train_set import decoded
-from dataloader.splits import spread_over_classes
+from dataloader.train.labelled_train_set import decoded
 from evaluation.figures import plot_top_predictions
 from evaluation.image_figures import plot_prediction_grid
 from evaluation.inference_model import load_for_inference

@@ -4,17 +4,17 @@ import dataclasses
 import time
 
 from dataloader.coco import read_coco_captions
-from dataloader.eval_datasets import read_eval_set
+from dataloader.eval.eval_datasets import read_eval_set
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.report import write_zero_shot_report
 from evaluation.retrieval import caption_image_features, captioned_retrieval, text_features
-from evaluation.shard import Shard
+from evaluation.shard import Shard, process_shard
 from evaluation.template_sets import load_templates
 from evaluation.validation_loss import validation_loss
 from evaluation.zeroshot import zero_shot_scores
 from model.config import ModelConfig
 from model.preprocess import image_transform
-from trainer.distributed import DistributedContext, all_gather_object, all_reduce_sum
+from utils.distributed import DistributedContext
 from utils.errors import UserError
 
 
@@ -110,12 +110,6 @@ class TrainingEvaluator:
         if self.scoring.shard.rank == 0:
             print(f"evaluation at step {step} took {time.perf_counter() - started:.1f} s")
         return metrics
-
-
-def process_shard(ctx: DistributedContext) -> Shard:
-    """This process's share under torchrun; sums on the device, since NCCL reduces CUDA tensors only."""
-    return Shard(ctx.rank, ctx.world_size, lambda tensor: all_reduce_sum(tensor.to(ctx.device)).cpu(),
-                 all_gather_object)
 
 
 SCORERS = {"zeroshot": ZeroShotScorer, "retrieval": RetrievalScorer, "loss": LossScorer}

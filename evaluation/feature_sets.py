@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dataloader.eval_datasets import SPLITS, EvalSet, collate_readable, read_eval_set
-from dataloader.splits import SplitPlan, stratified_split
+from dataloader.eval.eval_datasets import SPLITS, EvalSet, collate_readable, read_eval_set
+from dataloader.eval.splits import SplitPlan, stratified_split
 from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
 from utils.errors import UserError
 

@@ -32,7 +32,7 @@ class ImageFeatures:
 @torch.no_grad()  # not inference_mode: the features go on to train a probe, and inference tensors cannot
 def extract_image_features(model, batches: Iterable, device: torch.device | str, precision: str = "fp32",
                            progress: bool = True) -> ImageFeatures:
-    """Encode every batch (anything with .images, .labels and .unreadable, e.g. dataloader.eval_datasets.Batch)."""
+    """Encode every batch (anything with .images, .labels and .unreadable, e.g. dataloader.eval.eval_datasets.Batch)."""
     features, labels, unreadable = [], [], []
     for batch in tqdm(batches, desc="image features", unit="batch", disable=not progress):
         unreadable += [image.path for image in batch.unreadable]

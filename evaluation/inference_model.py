@@ -1,8 +1,7 @@
 """A model loaded for scoring, with the inference precision chosen for it: what every evaluation starts with."""
-from evaluation.inference_precision import choose_inference_precision
 from model import load_model
 from model.inference import prepare_for_inference
-from utils.precision_calibration import PrecisionDecision
+from utils.precision import PrecisionDecision, choose_inference_precision
 
 
 def load_for_inference(checkpoint, device, precision: str, batch_size: int, *, fold_batch_norms: bool = False,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dataloader.splits import stratified_split
+from dataloader.eval.splits import stratified_split
 from evaluation.features import ImageFeatures
 from evaluation.metrics import ClassificationResult, ClassTally, summarise, true_class_rank
 from utils.errors import UserError

@@ -21,7 +21,7 @@ RULE = "-" * 53
 
 def warn_unreadable(unreadable) -> None:
     """Each image that could not be read, then their count, on stderr: the same words in every script. Items are
-    paths, (path, reason) pairs, or anything with .path and .reason (dataloader.eval_datasets.UnreadableImage)."""
+    paths, (path, reason) pairs, or anything with .path and .reason (dataloader.eval.eval_datasets.UnreadableImage)."""
     for item in unreadable:
         path, reason = (item, None) if isinstance(item, (str, Path)) else \
             item if isinstance(item, tuple) else (item.path, item.reason)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dataloader.coco import CaptionedImages
-from dataloader.eval_datasets import ImageFiles, collate_readable
+from dataloader.eval.eval_datasets import ImageFiles, collate_readable
 from evaluation.features import ImageFeatures, extract_image_features, extract_text_features
 from evaluation.metrics import NOT_RANKED, nonfinite_rows
 from evaluation.shard import Shard

@@ -6,8 +6,8 @@ from typing import Literal
 
 import torch
 
-from dataloader.eval_datasets import READERS
-from dataloader.karpathy import SPLITS as KARPATHY_SPLITS
+from dataloader.eval.eval_datasets import READERS
+from dataloader.eval.karpathy import SPLITS as KARPATHY_SPLITS
 from evaluation.retrieval import DEFAULT_KS
 from evaluation.suite import TASKS
 from utils.cli import setting
@@ -55,7 +55,7 @@ class LoaderSettings(InferenceSettings):
 
 @dataclass(kw_only=True)
 class EvalSetSettings(LoaderSettings):
-    """A checkpoint scored on a labelled set that dataloader.eval_datasets reads."""
+    """A checkpoint scored on a labelled set that dataloader.eval.eval_datasets reads."""
     checkpoint_path: str = setting(help=CHECKPOINT_HELP)
     dataset_type: Literal[tuple(sorted(READERS))] = setting(help="the reader of the set")
     data_dir: str = setting(help="the images")

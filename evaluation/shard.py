@@ -10,12 +10,14 @@ from typing import Callable
 
 import torch
 
+from utils.distributed import DistributedContext, all_gather_object, all_reduce_sum
+
 
 @dataclasses.dataclass(frozen=True)
 class Shard:
     rank: int = 0
     world_size: int = 1
-    sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor  # over ranks (trainer.distributed)
+    sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor  # over ranks (utils.distributed)
     gather: Callable[[object], list] = lambda value: [value]  # every rank's value, in rank order
 
     def block(self, num_items: int) -> range:
@@ -26,3 +28,9 @@ class Shard:
         """Every rank's rows, concatenated in rank order; ranks with no rows add none."""
         parts = [part for part in self.gather(rows) if part.numel()]
         return torch.cat(parts) if parts else rows
+
+
+def process_shard(ctx: DistributedContext) -> Shard:
+    """This process's share under torchrun; sums on the device, since NCCL reduces CUDA tensors only."""
+    return Shard(ctx.rank, ctx.world_size, lambda tensor: all_reduce_sum(tensor.to(ctx.device)).cpu(),
+                 all_gather_object)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataloader.splits import plan_splits
+from dataloader.eval.splits import plan_splits
 from evaluation.feature_sets import read_set_features, split_off_test
 from evaluation.features import ImageFeatures, checkpoint_identity
 from evaluation.inference_model import load_for_inference
@@ -40,7 +40,7 @@ class Checkpoint:
 @dataclass(frozen=True)
 class DataRoot:
     dataset: str  # the table's name (the root folder's name)
-    dataset_type: str  # a dataloader.eval_datasets reader
+    dataset_type: str  # a dataloader.eval.eval_datasets reader
     domains: tuple[tuple[str, Path], ...]  # (column name, folder), in column order
 
 

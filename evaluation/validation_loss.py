@@ -5,10 +5,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dataloader.coco import CaptionedImages
-from dataloader.eval_datasets import ImageFiles, collate_readable
+from dataloader.eval.eval_datasets import ImageFiles, collate_readable
 from evaluation.shard import Shard
-from trainer.loss import contrastive_loss
-from trainer.siglip_loss import sigmoid_loss
+from loss.clip import contrastive_loss
+from loss.siglip import sigmoid_loss
 from utils.errors import UserError
 from utils.precision import autocast
 from utils.tokenizer import tokenize, trim_padding

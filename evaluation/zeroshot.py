@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from dataloader.eval_datasets import EvalSet, UnreadableImage, collate_readable
+from dataloader.eval.eval_datasets import EvalSet, UnreadableImage, collate_readable
+from evaluation.features import ImageFeatures
 from evaluation.metrics import ClassificationResult, ClassTally, summarise
 from evaluation.shard import Shard
-from evaluation.features import ImageFeatures
 from evaluation.template_sets import fill_template, load_templates
 from utils.errors import UserError
 from utils.precision import autocast
@@ -70,7 +70,7 @@ def image_logits(model, images: torch.Tensor, head: torch.Tensor, device: torch.
 def classify(model, batches: Iterable, head: torch.Tensor, device: torch.device | str,
              precision: str = "fp32", channels_last: bool = False,
              progress: bool = True) -> tuple[ClassTally, list]:
-    """Score every batch (dataloader.eval_datasets.Batch) against the head; return the tally and the
+    """Score every batch (dataloader.eval.eval_datasets.Batch) against the head; return the tally and the
     images that could not be read."""
     tallies, unreadable = classify_with_heads(model, batches, [head], device, precision, channels_last, progress)
     return tallies[0], unreadable

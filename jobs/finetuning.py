@@ -9,24 +9,25 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dataloader.config import LabelledDataConfig
-from dataloader.eval_datasets import collate_readable, read_eval_set
-from dataloader.labelled_train_set import build_labelled_train_loader, decoded
-from dataloader.splits import plan_splits, stratified_split
-from dataloader.transforms import TrainImageTransform
-from evaluation.during_training import process_shard
+from dataloader.eval.eval_datasets import collate_readable, read_eval_set
+from dataloader.eval.splits import plan_splits, stratified_split
+from dataloader.train.labelled_train_set import build_labelled_train_loader, decoded
+from dataloader.train.transforms import TrainImageTransform
 from evaluation.inference_model import load_for_inference
 from evaluation.metrics import ClassificationResult, summarise
 from evaluation.report import run_info, summary_lines, warn_unreadable, write_reports
+from evaluation.shard import process_shard
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import classify, zero_shot_head
 from model.classifier import ClassifierConfig, ImageClassifier
+from model.grad_checkpointing import set_grad_checkpointing
 from trainer.config import TrainerConfig
-from trainer.distributed import (DistributedContext, all_gather_object, decided_on_main, distributed_session,
-                                 rank)
 from trainer.objectives import ClassificationObjective, CosineSimilarityObjective
 from trainer.run_lock import run_folder_lock
 from trainer.trainer import TrainingJob, train
 from utils.config import as_dict, read_yaml
+from utils.distributed import (DistributedContext, all_gather_object, decided_on_main, distributed_session,
+                               rank)
 from utils.errors import UserError
 from utils.seeding import seed_everything
 
@@ -156,6 +157,7 @@ def fine_tune(config: FinetuneConfig, resume: str | None) -> int:
             baseline = test_accuracy(classifier, splits, config, ctx, precision)
             if ctx.is_main:
                 report(baseline, splits, config, "zero_shot_start", precision)
+        set_grad_checkpointing(classifier, config.train.grad_checkpointing)
         job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
         exit_code = train(job, ctx, resume=resume)
         if exit_code == 0:

@@ -3,15 +3,17 @@ import dataclasses
 from pathlib import Path
 
 from dataloader.config import DataConfig
-from dataloader.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
-from dataloader.train_data import build_train_loader
+from dataloader.train.synthetic import SyntheticDataConfig, ensure_synthetic_dataset
+from dataloader.train.train_data import build_train_loader
 from evaluation.during_training import build_evaluator
 from evaluation.eval_config import DEFAULTS_FILE as EVAL_DEFAULTS, EvalConfig
-from model.choice import ModelChoice
+from model import CLIP
+from model.choice import ModelChoice, chosen_model
 from model.config import ModelConfig
+from model.grad_checkpointing import set_grad_checkpointing
 from trainer.config import TrainerConfig
-from trainer.distributed import DistributedContext, on_every_rank_for_all
 from utils.config import read_yaml
+from utils.distributed import DistributedContext, on_every_rank_for_all
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_DEFAULTS = ROOT / "trainer" / "train_config.yaml"
@@ -24,6 +26,14 @@ class RunConfig(TrainerConfig):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     synthetic_data: SyntheticDataConfig | None = None  # generate this dataset first (the no-download quickstart)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)  # evaluation during training
+
+
+def training_model(config: RunConfig) -> tuple[CLIP, list[str]]:
+    """The model train.py hands to the trainer (the chosen architecture and weights, towers locked as asked,
+    gradient checkpointing on when train.grad_checkpointing says so) and the start-up lines on its locking."""
+    model, locking = chosen_model(config.model, config.loss.kind)
+    set_grad_checkpointing(model, config.train.grad_checkpointing)
+    return model, locking
 
 
 def run_defaults() -> dict[str, dict]:

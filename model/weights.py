@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
+from model.torchscript import is_torchscript_archive, read_torchscript_tensors
 from utils.atomic_files import write_bytes_atomically
-from utils.checkpoint import is_torchscript_archive, load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.config import as_dict, build
 from utils.errors import UserError
-from utils.torchscript import read_torchscript_tensors
 
 # tensors some exports keep beside the weights: OpenAI's scalars and the text causal mask
 _NOT_WEIGHTS = ("input_resolution", "context_length", "vocab_size", "attn_mask")

@@ -8,8 +8,8 @@ from torch.nn.parallel import DistributedDataParallel
 from gloo_ranks import free_port, gloo_process_group
 from gradient_checks import assert_same_gradients, gradients
 from model import build_model, model_config_by_name
-from trainer.distributed import all_reduce_mean
 from trainer.objectives import ContrastiveObjective
+from utils.distributed import all_reduce_mean
 
 BATCH = 8
 MICRO_BATCHES = 2

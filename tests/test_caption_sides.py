@@ -2,7 +2,7 @@
 the no_flip policy keeping a caption that names a side with its unflipped image."""
 import pytest
 
-from dataloader.caption_sides import flip_with_captions, names_a_side, swap_sides
+from dataloader.train.caption_sides import flip_with_captions, names_a_side, swap_sides
 
 
 @pytest.mark.parametrize("caption, swapped", [

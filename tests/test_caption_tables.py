@@ -5,9 +5,9 @@ import pytest
 
 from caption_fixtures import (caption_number, caption_rows, image_name, image_numbers, write_csv, write_images,
                               write_jsonl)
-from dataloader.caption_tables import read_csv_captions, read_jsonl_captions
 from dataloader.config import DataConfig
-from dataloader.train_data import build_train_loader, infer_format
+from dataloader.train.caption_tables import read_csv_captions, read_jsonl_captions
+from dataloader.train.train_data import build_train_loader, infer_format
 from utils.errors import UserError
 
 CONTEXT = 12

@@ -17,12 +17,12 @@ from caption_fixtures import caption_rows, write_csv, write_images
 from dataloader.config import DataConfig
 from gloo_ranks import free_port, gloo_process_group
 from gradient_checks import assert_same_gradients, gradients
+from loss.clip import ClipLoss
+from loss.siglip import SigLipLoss
 from model import build_model, model_config_by_name
-from trainer.distributed import all_reduce_mean
-from trainer.loss import ClipLoss
 from trainer.objectives import ContrastiveObjective
-from trainer.siglip_loss import SigLipLoss
 from training_runs import IMAGES, run, train_data_command
+from utils.distributed import all_reduce_mean
 from utils.tokenizer import tokenize, trim_padding
 
 CONTEXT_LENGTH = model_config_by_name("tiny-vit").context_length

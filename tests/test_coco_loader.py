@@ -10,7 +10,7 @@ from PIL import Image
 
 from dataloader.config import DEFAULTS_FILE, DataConfig
 from dataloader.image_io import load_rgb_image
-from dataloader.train_data import build_train_loader
+from dataloader.train.train_data import build_train_loader
 from utils.config import build, read_yaml
 from utils.errors import UserError
 from utils.tokenizer import tokenize
@@ -126,9 +126,9 @@ def test_same_seed_and_epoch_give_identical_batches_and_resuming_gives_the_tail(
 
 
 def test_resuming_decodes_nothing_before_start_batch(tmp_path, monkeypatch):
-    import dataloader.transforms
+    import dataloader.train.transforms
     decoded = []
-    monkeypatch.setattr(dataloader.transforms, "load_rgb_image",
+    monkeypatch.setattr(dataloader.train.transforms, "load_rgb_image",
                         lambda path, min_side: decoded.append(path) or load_rgb_image(path, min_side))
     train_loader = loader(make_coco(tmp_path, 8), batch_size=2, memory_cache_mb=0)  # read from disk
     assert len(list(train_loader.epoch(0, start_batch=3))) == 1

@@ -9,10 +9,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gloo_ranks import free_port, gloo_process_group
 from gradient_checks import assert_same_gradients
+from loss.clip import ClipLoss
+from loss.siglip import SigLipLoss
 from model import build_model, model_config_by_name
-from trainer.distributed import all_reduce_mean
-from trainer.loss import ClipLoss
-from trainer.siglip_loss import SigLipLoss
+from utils.distributed import all_reduce_mean
 
 GLOBAL_BATCH = 8
 LOSSES = {"clip": lambda: ClipLoss(local_loss=False), "clip-local": lambda: ClipLoss(local_loss=True),

@@ -11,13 +11,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gloo_ranks import free_port, gloo_process_group
 from gradient_checks import assert_same_gradients, gradients
+from loss.clip import ClipLoss
+from loss.siglip import SigLipLoss
 from model import build_model, model_config_by_name
 from trainer.config import TrainerConfig
-from trainer.distributed import all_reduce_mean
-from trainer.loss import ClipLoss
 from trainer.objectives import ContrastiveObjective
-from trainer.siglip_loss import SigLipLoss
 from utils.config import build
+from utils.distributed import all_reduce_mean
 from utils.errors import UserError
 from utils.tokenizer import tokenize, trim_padding
 

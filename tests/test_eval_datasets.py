@@ -5,8 +5,8 @@ import torch
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import ToTensor
 
-from dataloader.class_names import imagenet_class_names
-from dataloader.eval_datasets import UnreadableImage, cifar_variant, collate_readable, read_eval_set
+from dataloader.eval.class_names import imagenet_class_names
+from dataloader.eval.eval_datasets import UnreadableImage, cifar_variant, collate_readable, read_eval_set
 from utils.errors import UserError
 from zeroshot_fixtures import colour, write_cifar, write_image
 
@@ -60,7 +60,7 @@ def test_cifar_missing_and_download_failing_is_one_clear_error(tmp_path, monkeyp
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    from dataloader import eval_datasets
+    from dataloader.eval import eval_datasets
     layout = eval_datasets.CIFAR_LAYOUTS["cifar10"]
     monkeypatch.setitem(eval_datasets.CIFAR_LAYOUTS, "cifar10",
                         eval_datasets.CifarLayout(**{**vars(layout), "torchvision_class": offline}))

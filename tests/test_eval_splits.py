@@ -3,8 +3,8 @@ are one split each."""
 import numpy as np
 import pytest
 
-from dataloader.eval_datasets import read_eval_set
-from dataloader.splits import SplitPlan, plan_splits
+from dataloader.eval.eval_datasets import read_eval_set
+from dataloader.eval.splits import SplitPlan, plan_splits
 from utils.errors import UserError
 from zeroshot_fixtures import plain_transform, write_cifar
 

@@ -14,9 +14,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from dataloader.eval_datasets import collate_readable, read_eval_set
-from dataloader.splits import stratified_split
-from dataloader.synthetic import SyntheticDataConfig, class_names, write_eval_set
+from dataloader.eval.eval_datasets import collate_readable, read_eval_set
+from dataloader.eval.splits import stratified_split
+from dataloader.train.synthetic import SyntheticDataConfig, class_names, write_eval_set
 from evaluation.metrics import summarise
 from evaluation.zeroshot import classify, zero_shot_head
 from gloo_ranks import free_port

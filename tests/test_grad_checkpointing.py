@@ -1,10 +1,13 @@
 """Gradient checkpointing changes memory, not results: the same loss, gradients and batch-norm statistics as
-without it, for a ResNet image tower (whose batch norms must not count the recomputed batch twice) and a ViT."""
+without it, for a ResNet image tower (whose batch norms must not count the recomputed batch twice) and a ViT;
+train.grad_checkpointing switches it on in the model train.py hands to the trainer."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
+import train
 from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
 from trainer.objectives import ContrastiveObjective
@@ -49,3 +52,12 @@ def test_checkpointing_recomputes_in_the_backward_pass(monkeypatch):
     with torch.no_grad():
         ContrastiveObjective().loss(model, batch, "cpu", "fp32")
     assert len(calls) == 3  # no gradients, nothing to recompute
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_train_grad_checkpointing_reaches_both_towers_of_the_run_model(enabled):
+    quickstart = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    config = train.load_run_config(train.parse_args(["--config", str(quickstart),
+                                                     f"train.grad_checkpointing={str(enabled).lower()}"]))
+    model, _ = training_model(config)
+    assert [model.visual.grad_checkpointing, model.transformer.grad_checkpointing] == [enabled, enabled]

@@ -13,16 +13,16 @@ import torch.multiprocessing as mp
 
 import trainer.trainer as trainer_module
 from dataloader.config import DataConfig
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
-from dataloader.train_data import build_train_loader
+from dataloader.train.synthetic import SyntheticDataConfig, write_train_set
+from dataloader.train.train_data import build_train_loader
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
 from trainer.config import CheckpointConfig, LoopConfig, TrainerConfig
-from trainer.distributed import DistributedContext
 from trainer.objectives import ContrastiveObjective
 from trainer.run_log import read_log
 from utils.config import as_dict
+from utils.distributed import DistributedContext
 from utils.seeding import seed_everything
 
 READ_BACKS = ("item", "tolist", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")

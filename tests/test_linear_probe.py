@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataloader.splits import stratified_split
+from dataloader.eval.splits import stratified_split
 from evaluation.linear_probe import COARSE_GRID, accuracy, best_of, fit_linear_probe, refined_grid, sweep_regularisation
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from caption_fixtures import caption_number, image_name, image_numbers, write_coco, write_images
 from dataloader import make_shards
 from dataloader.config import DataConfig
-from dataloader.train_data import build_train_loader
+from dataloader.train.train_data import build_train_loader
 
 IMAGES, CAPTIONS, CONTEXT = 11, 3, 12
 

@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 import torch
 
-import dataloader.memory_cache as memory_cache
-from dataloader.caption_sides import swap_sides
+import dataloader.train.memory_cache as memory_cache
 from dataloader.coco import read_coco_captions
-from dataloader.sampler import sample_rng
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
-from dataloader.train_loader import CaptionedImageDataset
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.caption_sides import swap_sides
+from dataloader.train.sampler import sample_rng
+from dataloader.train.synthetic import SyntheticDataConfig, write_train_set
+from dataloader.train.train_loader import CaptionedImageDataset
+from dataloader.train.transforms import TrainImageTransform
 from utils.tokenizer import tokenize
 
 IMAGE_SIZE, CONTEXT = 16, 16  # the 32 px images decode larger than the 23 px the crop needs
@@ -105,7 +105,7 @@ def test_memory_samples_read_no_file(captioned, monkeypatch):
 
     def no_disk(*args, **kwargs):
         raise AssertionError("an image was read from disk")
-    monkeypatch.setattr("dataloader.train_loader.TrainImageTransform.__call__", no_disk)
+    monkeypatch.setattr("dataloader.train.train_loader.TrainImageTransform.__call__", no_disk)
     assert all(in_memory[1, index][0].shape == (3, IMAGE_SIZE, IMAGE_SIZE) for index in range(len(in_memory)))
 
 

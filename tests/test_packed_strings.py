@@ -1,5 +1,5 @@
 """Strings packed into numpy arrays read back exactly, whatever their length or script."""
-from dataloader.packed_strings import PackedStrings
+from dataloader.train.packed_strings import PackedStrings
 
 
 def test_strings_read_back_exactly():

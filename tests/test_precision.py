@@ -8,13 +8,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from evaluation.inference_precision import choose_inference_precision
 from gloo_ranks import free_port, gloo_process_group
 from model import build_model, model_config_by_name
-from trainer import precision_choice
-from trainer.distributed import DistributedContext, all_reduce_sum
 from utils import precision
-from utils import precision_calibration as calibration
+from utils import precision_timing as timing
+from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import UserError
 
 # (amx_tile, avx512_bf16, oneDNN's own bf16 probe) as torch reports them on each CPU
@@ -66,15 +64,15 @@ def test_cuda_decision_table(monkeypatch, gpu, expected):
 
 def test_no_accelerator_and_unknown_devices_run_fp32(monkeypatch):
     pretend_cpu(monkeypatch, "Zen 1 (AVX2)")
-    assert calibration.decide_without_measuring("auto", "cpu").precision == "fp32"
+    assert precision.decide_without_measuring("auto", "cpu").precision == "fp32"
     assert precision.hardware_choice("meta").candidates == ("fp32",)
 
 
 @pytest.mark.parametrize("name", ["fp32", "bf16"])
 def test_explicit_choice_wins_without_measuring(monkeypatch, name):
     pretend_cpu(monkeypatch, "Sapphire Rapids")
-    decision = calibration.decide_without_measuring(name, "cpu")
-    assert decision == calibration.PrecisionDecision(name, "asked for explicitly")
+    decision = precision.decide_without_measuring(name, "cpu")
+    assert decision == precision.PrecisionDecision(name, "asked for explicitly")
 
 
 def test_fp16_needs_cuda_and_unknown_names_are_rejected():
@@ -105,18 +103,18 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(calibration.time, "perf_counter", fake)
+    monkeypatch.setattr(timing.time, "perf_counter", fake)
     return fake
 
 
-def timed_workload(clock, seconds: dict, calls: list, batch_size: int = 4) -> calibration.Workload:
+def timed_workload(clock, seconds: dict, calls: list, batch_size: int = 4) -> timing.Workload:
     """A workload whose step takes `seconds[precision]` on the fake clock, counting the steps run."""
     def make_step(name):
         def step():
             calls.append(name)
             clock.now += seconds[name]
         return step
-    return calibration.Workload(make_step, batch_size, {"task": "test", "batch_size": batch_size})
+    return timing.Workload(make_step, batch_size, {"task": "test", "batch_size": batch_size})
 
 
 @pytest.mark.parametrize("seconds, expected", [
@@ -127,14 +125,14 @@ def timed_workload(clock, seconds: dict, calls: list, batch_size: int = 4) -> ca
 def test_measurement_keeps_the_faster_and_is_remembered(monkeypatch, cache_dir, clock, seconds, expected):
     pretend_cpu(monkeypatch, "Zen 4")
     calls = []
-    decision = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
+    decision = precision.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
     assert decision.precision == expected and not decision.remembered
-    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MIN_TIMED_ROUNDS
+    assert calls.count("fp32") == calls.count("bf16") == 1 + timing.MIN_TIMED_ROUNDS
     assert decision.samples_per_s == pytest.approx({name: 4 / step for name, step in seconds.items()})
     assert "measured" in decision.describe() and "samples/s" in decision.describe()
 
-    again = calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
-    assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + calibration.MIN_TIMED_ROUNDS)
+    again = precision.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls))
+    assert again.precision == expected and again.remembered and len(calls) == 2 * (1 + timing.MIN_TIMED_ROUNDS)
     assert "remembered" in again.describe()
 
 
@@ -142,20 +140,20 @@ def test_another_batch_or_thread_count_is_measured_anew(monkeypatch, cache_dir, 
     pretend_cpu(monkeypatch, "Sapphire Rapids")
     calls = []
     seconds = {"fp32": 1.0, "bf16": 2.0}
-    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=4))
-    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
+    precision.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=4))
+    precision.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
-    calibration.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
-    assert len(calls) == 3 * 2 * (1 + calibration.MIN_TIMED_ROUNDS)
+    precision.decide_precision("auto", "cpu", timed_workload(clock, seconds, calls, batch_size=8))
+    assert len(calls) == 3 * 2 * (1 + timing.MIN_TIMED_ROUNDS)
 
 
 def test_millisecond_steps_are_timed_over_more_rounds(monkeypatch, cache_dir, clock):
     pretend_cpu(monkeypatch, "Zen 4")
     calls = []
-    calibration.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.3, "bf16": 0.001}, calls))
+    precision.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.3, "bf16": 0.001}, calls))
     # fp32 passes a second of timing after 4 rounds; bf16 never does, so the rounds stop at the limit
-    assert calls.count("fp32") == calls.count("bf16") == 1 + calibration.MAX_TIMED_ROUNDS
+    assert calls.count("fp32") == calls.count("bf16") == 1 + timing.MAX_TIMED_ROUNDS
 
 
 def choose_on_rank(rank, world_size, port, cpus, seconds, out_dir):
@@ -164,20 +162,20 @@ def choose_on_rank(rank, world_size, port, cpus, seconds, out_dir):
     with gloo_process_group(rank, world_size, port, timeout_s=20), pytest.MonkeyPatch.context() as patch:
         pretend_cpu(patch, cpus[rank])
         clock, calls = FakeClock(), []
-        patch.setattr(calibration.time, "perf_counter", clock)
+        patch.setattr(timing.time, "perf_counter", clock)
         timed = timed_workload(clock, seconds[rank], calls)
 
         def make_step(name):
             step = timed.make_step(name)
             return lambda: (all_reduce_sum(torch.ones(1)), step())
-        patch.setattr(precision_choice, "training_workload",
+        patch.setattr(precision, "training_workload",
                       lambda *args: dataclasses.replace(timed, make_step=make_step))
         ctx = DistributedContext(rank, rank, world_size, torch.device("cpu"))
-        decision = precision_choice.choose_training_precision("auto", None, None, 4, ctx, channels_last=False)
+        decision = precision.choose_training_precision("auto", None, None, 4, ctx, channels_last=False)
     (out_dir / f"rank{rank}.json").write_text(json.dumps({"precision": decision.precision, "steps": len(calls)}))
 
 
-MEASURED_BY_RANK_0 = {"precision": "bf16", "steps": 2 * (1 + calibration.MIN_TIMED_ROUNDS)}
+MEASURED_BY_RANK_0 = {"precision": "bf16", "steps": 2 * (1 + timing.MIN_TIMED_ROUNDS)}
 
 
 @pytest.mark.parametrize("cpus, expected", [
@@ -195,13 +193,13 @@ def test_every_rank_measures_as_rank_0_decides_and_gets_its_choice(monkeypatch, 
 def test_unreadable_cache_means_measuring_again(monkeypatch, cache_dir, clock):
     pretend_cpu(monkeypatch, "Zen 4")
     cache_dir.mkdir()
-    calibration.cache_file().write_text("{not json")
+    timing.cache_file().write_text("{not json")
     calls = []
-    decision = calibration.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.001, "bf16": 0.003},
+    decision = precision.decide_precision("auto", "cpu", timed_workload(clock, {"fp32": 0.001, "bf16": 0.003},
                                                                                         calls))
     assert decision.precision == "fp32" and calls
-    assert calibration.remembered_decision("cpu", timed_workload(clock, {}, [])) == \
-        calibration.PrecisionDecision("fp32", decision.reason, decision.samples_per_s, remembered=True)
+    assert precision.remembered_decision("cpu", timed_workload(clock, {}, [])) == \
+        precision.PrecisionDecision("fp32", decision.reason, decision.samples_per_s, remembered=True)
 
 
 def test_inference_measurement_leaves_the_model_as_it_was(monkeypatch, cache_dir):
@@ -210,7 +208,7 @@ def test_inference_measurement_leaves_the_model_as_it_was(monkeypatch, cache_dir
     model = build_model(model_config_by_name("quickstart")).eval()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     rng_before = torch.get_rng_state()
-    decision = choose_inference_precision("auto", model, "cpu", batch_size=8)
+    decision = precision.choose_inference_precision("auto", model, "cpu", batch_size=8)
     assert decision.precision in ("fp32", "bf16") and set(decision.samples_per_s) == {"fp32", "bf16"}
     assert not model.training and torch.equal(torch.get_rng_state(), rng_before)
     for name, tensor in model.state_dict().items():

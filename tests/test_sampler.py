@@ -1,7 +1,7 @@
 """The epoch order: a seeded permutation cut into equal, disjoint batches per rank, a pure function of its inputs."""
 import numpy as np
 
-from dataloader.sampler import ShardedOrder, sample_rng
+from dataloader.train.sampler import ShardedOrder, sample_rng
 
 
 def shards(dataset_size, batch_size, world_size, seed, epoch):

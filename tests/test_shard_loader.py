@@ -1,10 +1,10 @@
 """webdataset shards written by webdataset's own ShardWriter: two gloo ranks with two workers each see every sample
 once per epoch, disjoint, in a new order each epoch; batch k of an epoch is the same whether read from the start or
 resumed there (without decoding what comes before); sources by pattern, folder, `::` and `pipe:`; sample counts
-from sizes.json or img2dataset's stats; every malformed source a one-line error naming the shard and the key."""
 import io
 import json
 import tarfile
+from sizes.json or img2dataset's stats; every malformed source a one-line error naming the shard and the key."""
 
 import pytest
 import torch
@@ -12,12 +12,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import webdataset as wds
 
-import dataloader.shard_loader
+import dataloader.train.shard_loader
 from caption_fixtures import caption, encoded_image, image_numbers, write_shards
 from dataloader.config import DataConfig
 from dataloader.image_io import load_rgb_image
-from dataloader.train_data import build_train_loader, infer_format
-from dataloader.train_loader import TOKEN_LENGTH_MULTIPLE
+from dataloader.train.train_data import build_train_loader, infer_format
+from dataloader.train.train_loader import TOKEN_LENGTH_MULTIPLE
 from utils.errors import UserError
 from utils.tokenizer import tokenize, trim_padding
 
@@ -99,7 +99,7 @@ def test_resuming_at_batch_k_gives_the_tail_of_the_epoch(shards, workers, resamp
 
 def test_resuming_decodes_nothing_before_start_batch(shards, monkeypatch):
     decoded = []
-    monkeypatch.setattr(dataloader.shard_loader, "load_rgb_image",
+    monkeypatch.setattr(dataloader.train.shard_loader, "load_rgb_image",
                         lambda file, min_side: decoded.append(file) or load_rgb_image(file, min_side))
     assert len(list(shard_loader(shards).epoch(0, start_batch=6))) == 2
     assert len(decoded) == 6

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from evaluation.zeroshot import class_probabilities, zero_shot_head
+from loss.siglip import SigLipLoss
 from model import build_model, load_model, model_config_by_name
-from training_runs import (TOTAL_STEPS, assert_bit_identical, final_weights, run, run_in_process, start,
-                           train_command, wait_for)
 from trainer.checkpointing import list_checkpoints
 from trainer.run_log import read_log
-from trainer.siglip_loss import SigLipLoss
+from training_runs import (TOTAL_STEPS, assert_bit_identical, final_weights, run, run_in_process, start,
+                           train_command, wait_for)
 
 SIGLIP = "loss.kind=siglip"
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dataloader.color_jitter import grey, jitter_colors
 from dataloader.config import DataConfig
-from dataloader.labelled_train_set import LabelledImageDataset
-from dataloader.sampler import sample_rng
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.color_jitter import grey, jitter_colors
+from dataloader.train.labelled_train_set import LabelledImageDataset
+from dataloader.train.sampler import sample_rng
+from dataloader.train.transforms import TrainImageTransform
 from model.config import OPENAI_MEAN, OPENAI_STD
 from model.preprocess import image_transform
 

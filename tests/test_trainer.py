@@ -6,14 +6,14 @@ import json
 import pytest
 import torch
 
+from dataloader.train.synthetic import SyntheticDataConfig, write_train_set
 from model import build_model, model_config_by_name
-from training_runs import run, train_command
-from dataloader.synthetic import SyntheticDataConfig, write_train_set
 from trainer.checkpointing import list_checkpoints
 from trainer.config import OptimizerConfig
 from trainer.objectives import ContrastiveObjective
 from trainer.optim import MAX_LOGIT_SCALE, build_optimizer, optimizer_step, set_learning_rate
 from trainer.run_log import read_log
+from training_runs import run, train_command
 from utils.checkpoint import load_checkpoint
 
 

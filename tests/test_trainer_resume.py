@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process,
-                           shapes_task, sigterm_during_step, start, train_command, wait_for)
 from trainer.checkpointing import find_resume_checkpoint, list_checkpoints
 from trainer.run_log import read_log
 from trainer.schedule import learning_rate
+from training_runs import (TOTAL_STEPS, BATCH, assert_bit_identical, final_weights, run, run_in_process,
+                           shapes_task, sigterm_during_step, start, train_command, wait_for)
 from utils.checkpoint import load_checkpoint
 
 

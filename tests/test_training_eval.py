@@ -15,22 +15,23 @@ import retrieval_eval
 import train
 import zeroshot_eval
 from dataloader.coco import CaptionedImages, read_coco_captions
-from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
-from dataloader.eval_datasets import read_eval_set
-from evaluation.during_training import build_evaluator, process_shard
+from dataloader.eval.eval_datasets import read_eval_set
+from dataloader.train.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
+from evaluation.during_training import build_evaluator
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.retrieval import caption_image_features
+from evaluation.shard import process_shard
 from evaluation.validation_loss import validation_loss
 from evaluation.zeroshot import zero_shot_scores
 from gloo_ranks import free_port, gloo_process_group
 from jobs.training import ROOT
 from model import build_model, load_model, model_config_by_name
 from trainer.checkpointing import list_checkpoints
-from trainer.distributed import DistributedContext
 from trainer.run_log import read_log
 from trainer.trainer import evaluation_mode
 from training_runs import assert_bit_identical, coco_dataset, final_weights, run, train_command  # noqa: F401
 from utils.checkpoint import load_checkpoint, save_checkpoint_atomic
+from utils.distributed import DistributedContext
 from utils.errors import UserError
 from utils.seeding import seed_everything
 from utils.tokenizer import tokenize

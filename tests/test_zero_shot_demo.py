@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import zero_shot_demo
-from dataloader.splits import spread_over_classes
+from dataloader.eval.splits import spread_over_classes
 from evaluation import inference_model
 from evaluation.template_sets import load_templates
 from evaluation.zeroshot import class_probabilities, zero_shot_head

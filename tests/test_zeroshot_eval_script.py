@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import zeroshot_eval
-from dataloader.class_names import imagenet_class_names
+from dataloader.eval.class_names import imagenet_class_names
 from evaluation import inference_model
 from evaluation.template_sets import load_templates
 from model import build_model, load_model, model_config_by_name

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dataloader.eval_datasets import Batch, UnreadableImage
+from dataloader.eval.eval_datasets import Batch, UnreadableImage
 from evaluation.metrics import NOT_RANKED, ClassTally, summarise, true_class_rank
 from evaluation.zeroshot import classify, zero_shot_head
 from utils.tokenizer import tokenize

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataloader.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
+from dataloader.train.synthetic import SyntheticDataConfig, write_eval_set, write_train_set
 from trainer import trainer as trainer_module
 from trainer.checkpointing import list_checkpoints
 from utils.checkpoint import load_checkpoint

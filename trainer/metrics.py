@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from trainer.distributed import all_reduce_sum
+from utils.distributed import all_reduce_sum
 from utils.errors import UserError
 
 

@@ -3,10 +3,10 @@ a batch into a loss, does what must follow each optimiser step, and names the ex
 import torch
 import torch.nn.functional as F
 
+from loss.clip import ClipLoss
+from loss.duplicate_captions import padded_captions
+from loss.siglip import SigLipLoss
 from trainer.accumulation import average_over_micro_batches, whole_batch_contrast
-from trainer.duplicate_captions import padded_captions
-from trainer.loss import ClipLoss
-from trainer.siglip_loss import SigLipLoss
 from trainer.optim import clamp_logit_scale
 from utils.precision import autocast
 

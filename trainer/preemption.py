@@ -4,7 +4,7 @@ the log anyway, so the steps between wait on nothing; the delay is a few steps, 
 scheduler leaves between SIGTERM and SIGKILL at the default of 10."""
 import signal
 
-from trainer.distributed import all_gather_object
+from utils.distributed import all_gather_object
 
 
 class StopRequest:

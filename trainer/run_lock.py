@@ -11,7 +11,7 @@ import os
 import socket
 from pathlib import Path
 
-from trainer.distributed import on_main_for_all
+from utils.distributed import on_main_for_all
 from utils.errors import UserError
 
 LOCK_FILE = "run.lock"

@@ -10,29 +10,27 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model.grad_checkpointing import set_grad_checkpointing
 from trainer.checkpointing import (TrainState, checkpoint_path, find_resume_checkpoint, load_training_checkpoint,
                                    remove_torn_writes, restore_rng_state, rng_state, save_training_checkpoint,
                                    set_aside_checkpoints_after)
 from trainer.config import TrainerConfig
 from trainer.curves import plot_training_curves
-from trainer.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
-                                 on_main_for_all)
 from trainer.metrics import MetricWindow
 from trainer.optim import build_optimizer, optimizer_step, set_learning_rate
-from trainer.precision_choice import choose_training_precision, record_precision
 from trainer.preemption import StopRequest
 from trainer.resume_compatibility import ResumeRules
 from trainer.run_log import RunLog, read_log
 from trainer.schedule import learning_rate
-from utils.seeding import choose_cuda_kernels
 from utils.atomic_files import write_text_atomically
+from utils.distributed import (DistributedContext, all_gather_object, decided_on_main, on_every_rank_for_all,
+                               on_main_for_all)
 from utils.errors import UserError
-from utils.precision_calibration import PrecisionDecision
+from utils.precision import PrecisionDecision, choose_training_precision, record_precision
+from utils.seeding import choose_cuda_kernels
 
 
 class TrainBatches(Protocol):
-    """What the trainer expects of a loader (dataloader.train_loader.TrainLoader is one)."""
+    """What the trainer expects of a loader (dataloader.train.train_loader.TrainLoader is one)."""
     skipped_at_start: list[str]  # images left out before training (e.g. missing files), counted in the summary
     order_depends_on_workers: bool  # whether data.num_workers shapes the batches (then resume refuses a change)
 
@@ -58,7 +56,7 @@ class Objective(Protocol):
     def logged_values(self, model) -> dict: ...
 
     def example_batch(self, model, batch_size: int, generator: torch.Generator) -> dict:
-        """A random batch of the loader's shapes, for timing the step (trainer.precision_choice)."""
+        """A random batch of the loader's shapes, for timing the step (utils.precision)."""
 
 
 class Evaluator(Protocol):
@@ -137,8 +135,6 @@ def set_up(job: TrainingJob, ctx: DistributedContext, resume: str | None) -> Ses
     decision = choose_training_precision(loop.precision, model, job.objective, loop.batch_size, ctx,
                                          loop.channels_last)
     job.resolved_config = record_precision(job.resolved_config, decision)
-    if loop.grad_checkpointing:
-        set_grad_checkpointing(model)
     if loop.compile:
         model.compile()  # in place: parameter names, checkpoints and DDP wrapping stay as they are
     optimizer = build_optimizer(model, config.optimizer)

@@ -70,14 +70,6 @@ def format_problem(path: Path) -> str | None:
     return "not a readable PyTorch checkpoint (neither a zip archive nor a pickle: is it the right file?)"
 
 
-def is_torchscript_archive(path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def load_checkpoint(path, map_location="cpu"):
     """torch.load with weights_only=True; failures become one line naming the file and the reason."""
     path = Path(path)

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.distributed import gather_rows, gather_with_grad, rank
-from trainer.positive_pairs import captions_per_image, positive_pairs, shares
+from loss.positive_pairs import captions_per_image, positive_pairs, shares
+from utils.distributed import gather_rows, gather_with_grad, rank
 
 
 class ClipLoss(nn.Module):
@@ -16,7 +16,7 @@ class ClipLoss(nn.Module):
     local_loss=False: every rank computes the full [N, N·m] logits (N = global batch) and its loss equals the global
     loss. local_loss=True: each rank scores only its own rows against all columns; the mean of the ranks' losses is
     the same global loss at 1/world_size of the compute. Gradients are exact either way (see
-    trainer.distributed.gather_with_grad)."""
+    utils.distributed.gather_with_grad)."""
 
     def __init__(self, local_loss: bool = False):
         super().__init__()

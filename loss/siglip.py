@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.distributed import gather_rows, gather_with_grad, rank
-from trainer.positive_pairs import captions_per_image, positive_pairs
+from loss.positive_pairs import captions_per_image, positive_pairs
+from utils.distributed import gather_rows, gather_with_grad, rank
 
 
 class SigLipLoss(nn.Module):
@@ -15,7 +15,7 @@ class SigLipLoss(nn.Module):
 
     Distributed form: each rank all-gathers the text features (with their gradients) and scores its own images
     against every text of the global batch, divided by its own image count; the mean of the ranks' losses is the
-    global loss and DDP's gradient average makes the gradients exact (trainer.distributed.gather_with_grad). We chose
+    global loss and DDP's gradient average makes the gradients exact (utils.distributed.gather_with_grad). We chose
     the all-gather over the paper's ring of text chunks passed between ranks: it is one collective with the same
     result, and the [B, N] logits it holds per rank are small at the batch sizes this toolkit trains with; the ring
     only saves memory at batch sizes of tens of thousands."""

@@ -10,7 +10,7 @@ position without decoding them.
 
 Why not webdataset's WebDataset pipeline: its shard shuffle, sample shuffle and worker split keep their randomness
 in iterator state that cannot be set to batch k of an epoch, so its runs resume at epoch boundaries only.
-webdataset still opens and reads the tars (dataloader.shards)."""
+webdataset still opens and reads the tars (dataloader.train.shards)."""
 import collections
 import dataclasses
 import io
@@ -21,18 +21,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataloader.caption_sides import flip_with_captions
 from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
-from dataloader.sampler import sample_rng
-from dataloader.shards import (IMG2DATASET_STATS, SIZES_FILE, check_shard, image_and_captions, list_shards,
-                               raw_samples, total_samples)
-from dataloader.train_loader import BatchSettings, TrainLoader
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.caption_sides import flip_with_captions
+from dataloader.train.sampler import sample_rng
+from dataloader.train.shards import (IMG2DATASET_STATS, SIZES_FILE, check_shard, image_and_captions, list_shards,
+                                     raw_samples, total_samples)
+from dataloader.train.train_loader import BatchSettings, TrainLoader
+from dataloader.train.transforms import TrainImageTransform
 from utils.errors import UserError
 from utils.tokenizer import tokenize
 
-# Stream ids of the shards' random generators, apart from dataloader.sampler's (0 and 1).
+# Stream ids of the shards' random generators, apart from dataloader.train.sampler's (0 and 1).
 SHARD_ORDER_STREAM, BUFFER_STREAM, RESAMPLE_STREAM = 10, 11, 12
 # How many samples past an unreadable image its replacement is looked for. A stream repeats its shards without end,
 # so the search needs a bound; a longer run of unreadable images is broken data, not the odd bad file.

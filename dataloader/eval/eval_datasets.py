@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
-from dataloader.class_names import imagenet_class_names, read_class_name_file
+from dataloader.eval.class_names import imagenet_class_names, read_class_name_file
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from utils.errors import UserError
 

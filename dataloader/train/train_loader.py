@@ -1,7 +1,7 @@
 """The training loader: samples decoded (and captions tokenized) in worker processes, in batches that depend on
 (seed, epoch, batch index) alone. Listed (image, captions) samples (COCO, CSV, JSONL) here; shards in
-dataloader.shard_loader, labelled images for fine-tuning in dataloader.labelled_train_set, and the choice of
-source in dataloader.train_data."""
+dataloader.train.shard_loader, labelled images for fine-tuning in dataloader.train.labelled_train_set, and the choice of
+source in dataloader.train.train_data."""
 import dataclasses
 import functools
 import logging
@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from dataloader.caption_sides import flip_with_captions
 from dataloader.coco import CaptionedImages
 from dataloader.config import DataConfig, SidedCaptions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS
-from dataloader.memory_cache import decode_into_memory
-from dataloader.packed_strings import PackedStrings
-from dataloader.sampler import ShardedOrder, sample_rng
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.caption_sides import flip_with_captions
+from dataloader.train.memory_cache import decode_into_memory
+from dataloader.train.packed_strings import PackedStrings
+from dataloader.train.sampler import ShardedOrder, sample_rng
+from dataloader.train.transforms import TrainImageTransform
 from utils.errors import UserError
 from utils.tokenizer import tokenize, trim_padding
 

@@ -3,7 +3,7 @@ captions, image-major (text t is one of image t // m's own); with loss.duplicate
 caption is word for word one of an image's own is that image's too."""
 import torch
 
-from trainer.duplicate_captions import same_caption
+from loss.duplicate_captions import same_caption
 
 
 def captions_per_image(image_features: torch.Tensor, text_features: torch.Tensor) -> int:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dataloader.color_jitter import jitter_colors
 from dataloader.config import LoaderConfig
 from dataloader.image_io import load_rgb_image
+from dataloader.train.color_jitter import jitter_colors
 
 
 class TrainImageTransform:

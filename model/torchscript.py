@@ -59,6 +59,15 @@ def _flatten(record: _ModuleRecord, prefix: str, out: dict):
             _flatten(value, f"{prefix}{name}.", out)
 
 
+def is_torchscript_archive(path) -> bool:
+    """Whether `path` is a TorchScript archive: torch.jit.save's zip holds a constants.pkl, torch.save's does not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def read_torchscript_tensors(path) -> dict:
     """All tensor attributes of the archived module tree, keyed like a state dict (`visual.conv1.weight`)."""
     try:

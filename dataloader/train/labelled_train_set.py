@@ -1,4 +1,4 @@
-"""Labelled images as training samples for fine-tuning: any set that dataloader.eval_datasets reads, with the
+"""Labelled images as training samples for fine-tuning: any set that dataloader.eval.eval_datasets reads, with the
 training transform's seeded augmentation (a flip is plain: labels name no side), in the training loader's
 (seed, epoch, batch)-determined batches."""
 import torch
@@ -6,10 +6,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from dataloader.config import LabelledDataConfig
-from dataloader.eval_datasets import UnreadableImage
-from dataloader.sampler import ShardedOrder, sample_rng
-from dataloader.train_loader import TrainLoader, TrainSamples
-from dataloader.transforms import TrainImageTransform
+from dataloader.eval.eval_datasets import UnreadableImage
+from dataloader.train.sampler import ShardedOrder, sample_rng
+from dataloader.train.train_loader import TrainLoader, TrainSamples
+from dataloader.train.transforms import TrainImageTransform
 from utils.errors import UserError
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from dataloader.eval_datasets import SPLITS
+from dataloader.eval.eval_datasets import SPLITS
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,12 +2,12 @@
 the path) becomes a TrainLoader. Each format is one entry of FORMATS."""
 from pathlib import Path
 
-from dataloader.caption_tables import read_csv_captions, read_jsonl_captions
 from dataloader.coco import CaptionedImages, read_coco_captions
 from dataloader.config import COCO_TRAIN_IMAGES, DataConfig
-from dataloader.shard_loader import build_shard_loader
-from dataloader.shards import is_shard_source
-from dataloader.train_loader import BatchSettings, TrainLoader, captioned_images_loader
+from dataloader.train.caption_tables import read_csv_captions, read_jsonl_captions
+from dataloader.train.shard_loader import build_shard_loader
+from dataloader.train.shards import is_shard_source
+from dataloader.train.train_loader import BatchSettings, TrainLoader, captioned_images_loader
 from utils.errors import UserError
 
 FORMAT_BY_SUFFIX = {".json": "coco", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"}

@@ -3,7 +3,7 @@
 retrieval_eval.py reads (COCO captions, Karpathy split files), taking each image's first caption."""
 from pathlib import Path
 
-from dataloader.karpathy import read_retrieval_captions
+from dataloader.eval.karpathy import read_retrieval_captions
 from utils.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Class-name lists shipped with the project (data files in dataloader/classnames/) and user class-name files."""
+"""Class-name lists shipped with the project (data files in dataloader/eval/classnames/) and user class-name files."""
 from functools import cache
 from pathlib import Path
 

@@ -8,8 +8,8 @@ import torch
 from tqdm import tqdm
 
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
-from dataloader.packed_strings import PackedStrings
-from dataloader.transforms import TrainImageTransform
+from dataloader.train.packed_strings import PackedStrings
+from dataloader.train.transforms import TrainImageTransform
 from utils.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
