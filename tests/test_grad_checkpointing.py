@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import train
+from jobs.training import training_model
 from model import build_model, model_config_by_name
 from model.grad_checkpointing import set_grad_checkpointing
 from trainer.objectives import ContrastiveObjective
