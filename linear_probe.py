@@ -57,7 +57,7 @@ def evaluate(config: LinearProbeSettings) -> None:
                     regularisation_sweep=None if run.sweep is None else [
                         {"regularisation": value, "validation_accuracy": 100.0 * score}
                         for value, score in run.sweep.history],
-                    fit_seconds=round(run.fit_seconds, 2), zero_shot_top1=zero_shot)
+                    fit_seconds=round(run.fit_seconds, 2), zeroshot_top1=zero_shot)
     output_dir, name = Path(config.output_dir), f"{eval_set.name}_linear_probe"
     if config.k_shot:
         info["k_shot"] = write_k_shot_results(train, test, eval_set.class_names, config.k_shot, config.k_shot_seeds,

@@ -151,12 +151,12 @@ def fine_tune(config: FinetuneConfig, resume: str | None) -> int:
         loader = build_labelled_train_loader(splits.train, transform, config.data, batch_size=config.train.batch_size,
                                              rank=ctx.rank, world_size=ctx.world_size, seed=config.train.seed,
                                              pin_memory=ctx.device.type == "cuda")
-        start_report = Path(config.output_dir) / f"{splits.name}_zero_shot_start.json"
+        start_report = Path(config.output_dir) / f"{splits.name}_zeroshot_start.json"
         if config.head == "zeroshot" and decided_on_main(lambda: not start_report.is_file(), ctx.is_main):
             # the starting classifier is the zero-shot one: its accuracy is the baseline fine-tuning must beat
             baseline = test_accuracy(classifier, splits, config, ctx, precision)
             if ctx.is_main:
-                report(baseline, splits, config, "zero_shot_start", precision)
+                report(baseline, splits, config, "zeroshot_start", precision)
         set_grad_checkpointing(classifier, config.train.grad_checkpointing)
         job = TrainingJob(config, classifier, loader, OBJECTIVES[config.objective](), as_dict(config))
         exit_code = train(job, ctx, resume=resume)

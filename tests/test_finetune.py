@@ -84,7 +84,7 @@ def test_starting_report_is_the_zero_shot_accuracy_of_the_held_out_images(clip_c
     head = zero_shot_head(clip_model, images.class_names, ["a photo of a {}."], "cpu")
     loader = DataLoader(Subset(images.dataset, held_out.tolist()), batch_size=5, collate_fn=collate_readable)
     expected = summarise(classify(clip_model, loader, head, "cpu", progress=False)[0], images.class_names)
-    start = json.loads((uninterrupted_run / "eval_zero_shot_start.json").read_text())
+    start = json.loads((uninterrupted_run / "eval_zeroshot_start.json").read_text())
     assert start["per_class"] == [dataclasses.asdict(score) for score in expected.per_class]
 
 
@@ -214,7 +214,7 @@ def test_two_ranks_share_the_test_scoring_and_report_what_one_process_does(clip_
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     # the zero-shot baseline and the final test: 6 of the 12 held-out images each, no rank waiting for another
     assert ranks == [{"exit_code": 0, "scored": [6, 6]}] * 2
-    start, one_process = (json.loads((folder / "eval_zero_shot_start.json").read_text())
+    start, one_process = (json.loads((folder / "eval_zeroshot_start.json").read_text())
                           for folder in (tmp_path / "run", uninterrupted_run))
     assert start["per_class"] == one_process["per_class"] and start["top1"] == one_process["top1"]
     assert json.loads((tmp_path / "run" / "eval_finetune.json").read_text())["num_images"] == 12

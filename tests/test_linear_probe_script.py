@@ -44,7 +44,7 @@ def test_cifar_probe_k_shot_plot_and_cached_features(tmp_path, monkeypatch, caps
     assert model.images_seen == 70  # 50 training and 20 test images, each encoded once
     report = json.loads((tmp_path / "out" / "CIFAR10_linear_probe.json").read_text())
     assert report["top1"] == 100.0 and report["mean_per_class_recall"] == 100.0
-    assert report["zero_shot_top1"] == 100.0
+    assert report["zeroshot_top1"] == 100.0
     assert report["num_train_images"] == 50 and report["num_images"] == 20
     assert [(entry["k"], entry["accuracies"]) for entry in report["k_shot"]] == [
         (1, [100.0, 100.0]), (2, [100.0, 100.0]), (4, [100.0, 100.0])]
