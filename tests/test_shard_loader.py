@@ -1,10 +1,10 @@
 """webdataset shards written by webdataset's own ShardWriter: two gloo ranks with two workers each see every sample
 once per epoch, disjoint, in a new order each epoch; batch k of an epoch is the same whether read from the start or
 resumed there (without decoding what comes before); sources by pattern, folder, `::` and `pipe:`; sample counts
+from sizes.json or img2dataset's stats; every malformed source a one-line error naming the shard and the key."""
 import io
 import json
 import tarfile
-from sizes.json or img2dataset's stats; every malformed source a one-line error naming the shard and the key."""
 
 import pytest
 import torch
