@@ -228,6 +228,8 @@ def rewrite_shard(folder: Path, members: dict[str, bytes]) -> None:
      "{folder}/test/0.tar: sample 's0' has the label 'boat', not an integer"),
     (lambda folder: (folder / "test" / "0.tar").write_bytes(b"not a tar" * 100), "test",
      "cannot read shard {folder}/test/0.tar"),
+    (lambda folder: (folder / "test" / "0.tar").write_text("version https://git-lfs.github.com/spec/v1\n"), "test",
+     "{folder}/test/0.tar is a Git LFS pointer, not the shard"),
     (lambda folder: (folder / "dataset_type.txt").write_text("retrieval\n"), "test",
      "{folder}/dataset_type.txt says 'retrieval': --dataset_type wds reads classification sets only"),
 ])

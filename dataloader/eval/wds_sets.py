@@ -22,6 +22,7 @@ TEMPLATES_FILE = "zeroshot_classification_templates.txt"
 KIND_FILE = "dataset_type.txt"
 SHARD_COUNT_FILE = "nshards.txt"
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")  # CLIP_benchmark's order of preference within a sample
+LFS_POINTER = b"version https://git-lfs"  # what a clone without git-lfs holds in place of each shard
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,10 @@ def shard_samples(shard: Path, names_file: Path, num_classes: int) -> list[WdsSa
             labels = {key: sample_label(tar, shard, key, files, names_file, num_classes)
                       for key, files in members.items()}
     except tarfile.TarError as error:
+        with open(shard, "rb") as file:
+            if file.read(len(LFS_POINTER)) == LFS_POINTER:
+                raise UserError(f"{shard} is a Git LFS pointer, not the shard: fetch the shards (git lfs pull, or "
+                                f"huggingface-cli download)") from None
         raise UserError(f"cannot read shard {shard}: {error}") from None
     return [WdsSample(f"{shard}:{key}", image_member(shard, key, files), labels[key]) for key, files in members.items()]
 
