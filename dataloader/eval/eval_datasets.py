@@ -267,7 +267,8 @@ READERS = {
     "wds": read_wds,
 }
 
-SPLITS = {"cifar": ("train", "test"), "wds": ("train", "test")}  # types whose folder holds several splits; the others are one split each
+# The types whose folder holds several splits; the others are one split each.
+SPLITS = {"cifar": ("train", "test"), "wds": ("train", "test")}
 
 
 def add_eval_set_arguments(parser, data_dir_help: str | None = None) -> None:
