@@ -5,8 +5,8 @@
       --test_dir data/imagenet/val
   python linear_probe.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/photo --k_shot 1 2 4 8 16
 
-Training images come from --data_dir (CIFAR: its training batches); test images from --test_dir, CIFAR's test
-batch, or else a seeded stratified --test_fraction of the training folder. Features are cached in --cache_dir.
+Training images come from --data_dir (CIFAR, wds: its train split); test images from --test_dir, the test split
+(CIFAR, wds), or else a seeded stratified --test_fraction of the training folder. Features are cached in --cache_dir.
 Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, as in every script.
 """
 import sys

@@ -1,8 +1,10 @@
-"""Zero-shot classification accuracy of a CLIP checkpoint on CIFAR, the ImageNet family or any class-per-folder set.
+"""Zero-shot classification accuracy of a CLIP checkpoint on CIFAR, the ImageNet family, any class-per-folder set
+or a CLIP_benchmark webdataset set.
 
   python zeroshot_eval.py --checkpoint_path CKPT --dataset_type cifar --dataset cifar10 --data_dir data/cifar
   python zeroshot_eval.py --checkpoint_path CKPT --dataset_type imagenet --data_dir data/imagenet-r
   python zeroshot_eval.py --checkpoint_path CKPT --dataset_type folder --data_dir data/PACS/sketch
+  python zeroshot_eval.py --checkpoint_path CKPT --dataset_type wds --data_dir data/wds_cifar10
 
 Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, as in every script.
 """

@@ -3,6 +3,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+from dataloader.eval.eval_datasets import READERS
+
 DEFAULTS_FILE = Path(__file__).with_name("eval_config.yaml")
 
 
@@ -12,7 +14,7 @@ class ZeroShotTask:
     kind: Literal["zeroshot"]
     name: str
     data_dir: str
-    dataset_type: Literal["cifar", "imagenet", "folder"] = "folder"
+    dataset_type: Literal[tuple(sorted(READERS))] = "folder"
     dataset: str | None = None  # cifar10 | cifar100 for CIFAR
     classnames: str | None = None  # one class name per line, in label order
     templates: str | None = None  # a template set, a file or one template (default: the dataset's set)

@@ -76,7 +76,8 @@ class ZeroShotEvalSettings(EvalSetSettings):
 
 @dataclass(kw_only=True)
 class LinearProbeSettings(EvalSetSettings):
-    test_dir: str | None = setting(None, "the test images (default: CIFAR's test split, else --test_fraction)")
+    test_dir: str | None = setting(None, "the test images (default: the set's test split (cifar, wds), else "
+                                         "--test_fraction)")
     test_fraction: float = setting(0.2, "share of each class held out for testing when there is no test folder")
     validation_fraction: float = setting(0.2, "share of each training class held out to choose the regularisation")
     split_seed: int = setting(0)

@@ -205,7 +205,7 @@ def scored(features: ImageFeatures, logits: torch.Tensor, class_names: list[str]
 
 
 def zero_shot_cell(cell: Cell, model, preprocess, precision: str, settings: SuiteSettings) -> CellResult:
-    """Zero-shot accuracy on every image of the folder (CIFAR: its test split), as zeroshot_eval.py scores it."""
+    """Zero-shot accuracy on every image of the folder (CIFAR, wds: its test split), as zeroshot_eval.py scores it."""
     eval_set, features = domain_features(cell, model, preprocess, precision, settings,
                                          plan_splits(cell.dataset_type, cell.data_dir, None).test_split)
     head = class_head(model, eval_set, settings, precision)

@@ -13,7 +13,7 @@ def template_set_names() -> list[str]:
 
 def load_templates(spec: str) -> tuple[str, list[str]]:
     """Return (name, templates) for `spec`: a set name (e.g. "imagenet"), a file with one template per line,
-    or one template such as "a photo of a {}." ("{}" stands for the class name)."""
+    or one template such as "a photo of a {}." ("{}", or CLIP_benchmark's "{c}", stands for the class name)."""
     if (TEMPLATES_DIR / f"{spec}.txt").is_file():
         name, templates = spec, read_text_lines(TEMPLATES_DIR / f"{spec}.txt")
     elif Path(spec).is_file():
@@ -25,9 +25,11 @@ def load_templates(spec: str) -> tuple[str, list[str]]:
                         f"not a file, and not a template with {{}} for the class name")
     if not templates:
         raise UserError(f"templates {spec!r}: no templates found")
+    # CLIP_benchmark's template files (zeroshot_classification_templates.txt) mark the class name with {c}.
+    templates = [template.replace("{c}", "{}") for template in templates]
     missing = [template for template in templates if "{}" not in template]
     if missing:
-        raise UserError(f"templates {spec!r}: {missing[0]!r} has no {{}} where the class name goes")
+        raise UserError(f"templates {spec!r}: {missing[0]!r} has no {{}} (or {{c}}) where the class name goes")
     return name, templates
 
 

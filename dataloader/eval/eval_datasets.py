@@ -1,4 +1,5 @@
 """Labelled image sets for zero-shot evaluation: one reader per on-disk layout, behind one registry (READERS)."""
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
 from dataloader.eval.class_names import imagenet_class_names, read_class_name_file
+from dataloader.eval.wds_sets import WdsSample, read_wds_split
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from utils.errors import UserError
 
@@ -24,7 +26,7 @@ class EvalSet:
     name: str  # names the result files
     class_names: list[str]  # label -> name used in the prompts
     dataset: Dataset  # yields (image tensor, label) or UnreadableImage
-    default_templates: str  # a template set in evaluation/templates/
+    default_templates: str  # a template set in evaluation/templates/, or a template file
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,30 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int):
         path = self.paths[index]
-        try:
-            image = load_rgb_image(path, self.min_side)
-        except UNREADABLE_IMAGE_ERRORS as error:
-            return UnreadableImage(str(path), str(error) or type(error).__name__)
-        return self.transform(image), self.labels[index]
+        return decoded(path, str(path), self.labels[index], self.transform, self.min_side)
+
+
+class TarImages(Dataset):
+    """Images inside tar shards, read by index (dataloader.eval.wds_sets indexes them)."""
+
+    def __init__(self, samples: list[WdsSample], transform: Transform, min_side: int | None):
+        self.samples, self.transform, self.min_side = samples, transform, min_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        return decoded(io.BytesIO(sample.image.read()), sample.name, sample.label, self.transform, self.min_side)
+
+
+def decoded(source, name: str, label: int, transform: Transform, min_side: int | None):
+    """(image tensor, label) of an image file or bytes stream, or UnreadableImage naming it."""
+    try:
+        image = load_rgb_image(source, min_side)
+    except UNREADABLE_IMAGE_ERRORS as error:
+        return UnreadableImage(name, str(error) or type(error).__name__)
+    return transform(image), label
 
 
 class ImageArrays(Dataset):
@@ -229,13 +250,25 @@ def read_class_folders(data_dir: Path, dataset_name: str | None, transform: Tran
     return EvalSet(dataset_name or data_dir.name, class_names, dataset, "imagenet")
 
 
+def read_wds(data_dir: Path, dataset_name: str | None, transform: Transform, min_side: int | None,
+             split: str = "test") -> EvalSet:
+    """CLIP_benchmark's webdataset layout (dataloader/eval/wds_sets.py): its templates file, when it ships one, is
+    the default template set."""
+    wds_split = read_wds_split(data_dir, split)
+    templates = str(wds_split.templates_file) if wds_split.templates_file else "imagenet"
+    return EvalSet(dataset_name or data_dir.name, wds_split.class_names,
+                   TarImages(wds_split.samples, transform, min_side), templates)
+
+
 READERS = {
     "cifar": read_cifar,
     "imagenet": read_imagenet_family,
     "folder": read_class_folders,
+    "wds": read_wds,
 }
 
-SPLITS = {"cifar": ("train", "test")}  # types whose folder holds several splits; the others are one split each
+# The types whose folder holds several splits; the others are one split each.
+SPLITS = {"cifar": ("train", "test"), "wds": ("train", "test")}
 
 
 def add_eval_set_arguments(parser, data_dir_help: str | None = None) -> None:
