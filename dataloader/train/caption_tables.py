@@ -67,7 +67,7 @@ def read_jsonl_captions(path, image_dir: str | None, image_key: str, caption_key
 def _existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"training data file not found: {path}")
+        raise UserError(f"captions file not found: {path}")
     return path
 
 
