@@ -97,9 +97,22 @@ class LinearProbeSettings(EvalSetSettings):
 
 @dataclass(kw_only=True)
 class FeatureExportSettings(EvalSetSettings):
+    dataset_type: Literal[tuple(sorted(READERS))] | None = setting(None, "the reader of a labelled set (--data_dir)")
+    data_dir: str | None = setting(None, "a labelled set's images")
+    img_dir: str | None = setting(None, "instead of --data_dir: an unlabelled folder of images (searched through)")
+    captions: str | None = setting(None, "instead of --data_dir: captions to encode, one per line in a .txt, or "
+                                         "the caption column of a CSV/TSV or JSONL table")
+    image_key: str = setting("filepath", "the image column of a --captions table")
+    caption_key: str = setting("caption", "the caption column of a --captions table")
     split: str | None = setting(None, "train or test for CIFAR (default: test)")
     output: str = setting(help="the file to write (.safetensors or .npz)")
     cache_dir: str = setting("feature_cache")
+
+    def __post_init__(self):
+        if (self.data_dir is None) == (self.img_dir is None and self.captions is None):
+            raise ValueError("give --data_dir (with --dataset_type), or --img_dir and/or --captions")
+        if self.data_dir is not None and self.dataset_type is None:
+            raise ValueError("data_dir needs dataset_type: cifar, imagenet or folder")
 
 
 @dataclass(kw_only=True)

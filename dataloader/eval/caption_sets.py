@@ -16,7 +16,7 @@ from dataloader.coco import CaptionedImages
 from dataloader.eval.eval_datasets import ImageFiles, UnreadableImage, Transform
 from dataloader.eval.karpathy import read_retrieval_captions
 from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
-from dataloader.train.caption_tables import read_csv_captions, read_jsonl_captions
+from dataloader.train.caption_tables import read_csv_captions, read_jsonl_captions, table_captions
 from dataloader.train.shards import image_and_captions, list_shards, raw_samples
 from dataloader.train.train_data import infer_format
 from utils.errors import UserError
@@ -88,3 +88,15 @@ def listed_image_names(image_paths: list[str], source: str, image_dir: str | Non
     them to taken off again, so that a table of them reads as the input does."""
     prefix = os.path.join(image_dir if image_dir is not None else Path(source).parent, "")
     return [path[len(prefix):] if path.startswith(prefix) else path for path in image_paths]
+
+
+def read_caption_texts(path: str, image_key: str = "filepath", caption_key: str = "caption") -> list[str]:
+    """Captions alone: a .txt file's non-empty lines, or the caption column of a CSV/TSV or JSONL table."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv", ".jsonl"):
+        return table_captions(path, image_key, caption_key)
+    if suffix != ".txt":
+        raise UserError(f"{path}: expected a .txt file of one caption per line, or a .csv, .tsv or .jsonl table")
+    if not Path(path).is_file():
+        raise UserError(f"captions file not found: {path}")
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
