@@ -5,6 +5,7 @@ text embeddings, to safetensors or npz, for your own probes.
       --output features/pacs_photo.safetensors
   python extract_features.py --checkpoint_path CKPT --dataset_type cifar --data_dir data/CIFAR100 --split train \\
       --output features/cifar100_train.npz
+  python extract_features.py --checkpoint_path CKPT --img_dir photos/ --captions captions.txt --output mine.npz
 
 Reading the file back:
   from safetensors import safe_open           |  import numpy as np
@@ -15,8 +16,9 @@ Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, a
 """
 import sys
 
+from dataloader.eval.caption_sets import read_caption_texts
 from evaluation.feature_export import check_output_file, readable_paths, write_feature_file
-from evaluation.feature_sets import read_set_features
+from evaluation.feature_sets import own_data_features, read_set_features
 from evaluation.inference_model import load_for_inference
 from evaluation.report import warn_unreadable
 from evaluation.settings import FeatureExportSettings
@@ -30,9 +32,18 @@ PARSER.add_field_flags()
 
 def export(config: FeatureExportSettings) -> None:
     output, device = check_output_file(config.output), config.torch_device
+    texts = None if config.captions is None else read_caption_texts(config.captions, config.image_key,
+                                                                    config.caption_key)
     model, preprocess, decision = load_for_inference(config.checkpoint_path, device, config.precision,
                                                      config.batch_size)
     precision = decision.precision
+    if config.data_dir is None:
+        tensors, strings = own_data_features(model, preprocess, config.img_dir, texts, device=device,
+                                             precision=precision, batch_size=config.batch_size,
+                                             num_workers=config.num_workers)
+        print(f"{', '.join(f'{name} {list(tensor.shape)}' for name, tensor in tensors.items())}; "
+              f"wrote {write_feature_file(output, tensors, strings)}")
+        return
     eval_set, cached = read_set_features(
         model, preprocess, config.dataset_type, config.data_dir, config.split, checkpoint=config.checkpoint_path,
         device=device, precision=precision, batch_size=config.batch_size, num_workers=config.num_workers,

@@ -28,6 +28,7 @@ class CaptionedImages:
     image_paths: list[str]
     captions: list[list[str]]
     missing: list[str]  # listed in the annotations, not on disk
+    encoded: list[bytes] | None = None  # images read from shards, held encoded; image_paths then name them SHARD/KEY
 
 
 def read_coco_captions(annotation_file, image_dir, split: str = "train2017") -> CaptionedImages:

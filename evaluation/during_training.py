@@ -2,8 +2,9 @@
 any training) and scored when due, with the same functions as zeroshot_eval.py and retrieval_eval.py."""
 import dataclasses
 import time
+from pathlib import Path
 
-from dataloader.coco import read_coco_captions
+from dataloader.eval.caption_sets import read_caption_set
 from dataloader.eval.eval_datasets import read_eval_set
 from evaluation.eval_config import EvalConfig, LossTask, RetrievalTask, ZeroShotTask
 from evaluation.report import write_zero_shot_report
@@ -52,9 +53,12 @@ class ZeroShotScorer:
 
 
 def read_captioned(task: RetrievalTask | LossTask):
-    captioned = read_coco_captions(task.annotation_file, task.image_dir, split="val2017")
+    captioned = read_caption_set(task.annotation_file, task.image_dir, data_format=task.format,
+                                 image_key=task.image_key, caption_key=task.caption_key,
+                                 format_setting=f"eval task {task.name}'s format")
     if not captioned.image_paths:
-        raise UserError(f"eval task {task.name}: none of the images of {task.annotation_file} is in {task.image_dir}")
+        raise UserError(f"eval task {task.name}: none of the images of {task.annotation_file} is in "
+                        f"{task.image_dir or Path(task.annotation_file).parent}")
     return captioned
 
 

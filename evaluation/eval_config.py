@@ -3,6 +3,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+from dataloader.eval.caption_sets import CaptionFormat
 from dataloader.eval.eval_datasets import READERS
 
 DEFAULTS_FILE = Path(__file__).with_name("eval_config.yaml")
@@ -21,22 +22,28 @@ class ZeroShotTask:
     report_dir: str | None = None  # also write <name>.txt/.json/.png here (per class), rewritten at each evaluation
 
 
-@dataclasses.dataclass
-class RetrievalTask:
-    """Image-text recall on a COCO-format captions file: <name>/image_to_text_r1 ... text_to_image_r10 (%)."""
+@dataclasses.dataclass(kw_only=True)
+class CaptionSetTask:
+    """Captioned images in any format retrieval_eval.py reads (dataloader.eval.caption_sets)."""
+    annotation_file: str  # COCO captions / Karpathy split JSON, CSV/TSV, JSONL, or webdataset shards
+    image_dir: str | None = None  # the images; needed for COCO, default the table's folder for CSV/JSONL
+    format: CaptionFormat = "auto"  # as training's data.format: auto tells it from the name
+    image_key: str = "filepath"  # CSV column / JSONL key of the image path
+    caption_key: str = "caption"  # CSV column / JSONL key (or shards' .json key) of the caption
+
+
+@dataclasses.dataclass(kw_only=True)
+class RetrievalTask(CaptionSetTask):
+    """Image-text recall on captioned images: <name>/image_to_text_r1 ... text_to_image_r10 (%)."""
     kind: Literal["retrieval"]
     name: str
-    annotation_file: str
-    image_dir: str
 
 
-@dataclasses.dataclass
-class LossTask:
+@dataclasses.dataclass(kw_only=True)
+class LossTask(CaptionSetTask):
     """The contrastive loss on held-out captioned images, at the training's global batch: <name>/loss."""
     kind: Literal["loss"]
     name: str
-    annotation_file: str
-    image_dir: str
 
 
 @dataclasses.dataclass

@@ -1,6 +1,8 @@
 """Features for users' own probes: image features, labels and file paths of an evaluation set, and the class text
 embeddings, in one safetensors or npz file.
 
+Unlabelled images (--img_dir) give image_features and paths only; captions (--captions) text_features [M, D]
+float32 (as encode_text returns them, not normalised) and the strings captions [M].
 Both formats hold the same names: image_features [N, D] float32 (as encode_image returns them, not normalised),
 labels [N] int64, text_embeddings [C, D] float32 (the zero-shot head: each class's normalised mean over the
 templates), and the strings paths [N] and class_names [C]. safetensors holds tensors only, so there the strings

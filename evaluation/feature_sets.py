@@ -6,9 +6,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dataloader.eval.eval_datasets import SPLITS, EvalSet, collate_readable, read_eval_set
+from dataloader.eval.eval_datasets import (IMAGE_SUFFIXES, SPLITS, EvalSet, ImageFiles, collate_readable, image_files,
+                                           read_eval_set)
 from dataloader.eval.splits import SplitPlan, stratified_split
-from evaluation.features import ImageFeatures, cached_image_features, extract_image_features, feature_cache_file
+from evaluation.feature_export import readable_paths
+from evaluation.features import (ImageFeatures, cached_image_features, extract_image_features, extract_text_features,
+                                 feature_cache_file)
+from evaluation.report import warn_unreadable
 from utils.errors import UserError
 
 
@@ -70,3 +74,41 @@ def split_off_test(plan: SplitPlan, train: ImageFeatures, read_test, test_fracti
         return train, read_test(plan.test_dir, plan.test_split)
     kept, held_out = stratified_split(train.labels, test_fraction, split_seed)
     return train.subset(kept), train.subset(held_out)
+
+
+def folder_image_features(model, preprocess, img_dir: str, *, device: torch.device, precision: str,
+                          batch_size: int, num_workers: int) -> tuple[ImageFeatures, list[str]]:
+    """(features of every readable image under `img_dir`, unlabelled: labels are positions in the paths; the
+    image paths, sorted, unreadable ones included)."""
+    folder = Path(img_dir)
+    if not folder.is_dir():
+        raise UserError(f"image folder not found: {folder}")
+    paths = image_files(folder)
+    if not paths:
+        raise UserError(f"{folder}: no image files (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+    loader = DataLoader(ImageFiles(paths, list(range(len(paths))), preprocess, model.config.image_size),
+                        batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
+                        pin_memory=device.type == "cuda")
+    features = extract_image_features(model, loader, device, precision)
+    if not len(features.labels):
+        raise UserError(f"none of the {len(paths)} images in {folder} could be read")
+    return features, [str(path) for path in paths]
+
+
+def own_data_features(model, preprocess, img_dir: str | None, texts: list[str] | None, *, device: torch.device,
+                      precision: str, batch_size: int,
+                      num_workers: int) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """(tensors, strings) to export for an unlabelled image folder and/or captions: image_features with their
+    paths (unreadable images skipped and reported), text_features with their captions."""
+    tensors, strings = {}, {}
+    if img_dir is not None:
+        features, paths = folder_image_features(model, preprocess, img_dir, device=device, precision=precision,
+                                                batch_size=batch_size, num_workers=num_workers)
+        warn_unreadable(features.unreadable)
+        tensors["image_features"], strings["paths"] = features.features, readable_paths(paths, features.unreadable)
+    if texts is not None:
+        if not texts:
+            raise UserError("the captions file holds no caption")
+        tensors["text_features"] = extract_text_features(model, texts, device, precision, batch_size)
+        strings["captions"] = texts
+    return tensors, strings

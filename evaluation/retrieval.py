@@ -8,7 +8,6 @@ NaN score of a wrong item counts as at least as high, and a query whose own scor
 NaN features give recall 0, never 100%.
 """
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -16,7 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dataloader.coco import CaptionedImages
-from dataloader.eval.eval_datasets import ImageFiles, collate_readable
+from dataloader.eval.caption_sets import captioned_image_dataset
+from dataloader.eval.eval_datasets import collate_readable
 from evaluation.features import ImageFeatures, extract_image_features, extract_text_features
 from evaluation.metrics import NOT_RANKED, nonfinite_rows
 from evaluation.shard import Shard
@@ -106,8 +106,7 @@ def caption_image_features(model, captioned: CaptionedImages, preprocess, device
     """Features of the captioned images, labelled by their index in `captioned` (unreadable ones left out and
     named); this rank encodes its block, the features are gathered in image order."""
     block = shard.block(len(captioned.image_paths))
-    images = ImageFiles([Path(captioned.image_paths[index]) for index in block], list(block), preprocess,
-                        model.config.image_size)
+    images = captioned_image_dataset(captioned, block, preprocess, model.config.image_size)
     loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
                         pin_memory=torch.device(device).type == "cuda")
     features = extract_image_features(model, loader, device, precision, progress)
@@ -123,16 +122,36 @@ def text_features(model, texts: list[str], device, precision: str = "fp32", *, b
                                                    batch_size, progress))
 
 
+def caption_pairs(image_features: ImageFeatures, captions: list[list[str]]) -> tuple[list[str], torch.Tensor]:
+    """(every caption of the images in `image_features`, each caption's image as a row of `image_features`);
+    the features are labelled by their image's index in `captions`."""
+    texts, caption_image = [], []
+    for position, image_index in enumerate(image_features.labels.tolist()):
+        texts += captions[image_index]
+        caption_image += [position] * len(captions[image_index])
+    return texts, torch.tensor(caption_image, dtype=torch.long)
+
+
+def pair_retrieval(image_features: ImageFeatures, caption_features: torch.Tensor, caption_image: torch.Tensor,
+                   ks=DEFAULT_KS) -> RetrievalResult:
+    """Recall@K and rank statistics of caption_pairs' captions, encoded as `caption_features`."""
+    ranks = feature_retrieval_ranks(image_features.features, caption_features, caption_image)
+    return RetrievalResult(recall_at_k(*ranks, ks), len(image_features.labels), len(caption_image),
+                           rank_statistics(*ranks), nonfinite_rows(image_features.features),
+                           nonfinite_rows(caption_features))
+
+
 def captioned_retrieval(image_features: ImageFeatures, captions: list[list[str]],
                         encode_texts: Callable[[list[str]], torch.Tensor], ks=DEFAULT_KS) -> RetrievalResult:
     """Recall@K of the images in `image_features` (labelled by their index in `captions`) with all of their
     captions; `encode_texts` gives the captions' features (e.g. text_features)."""
-    kept_images = image_features.labels.tolist()
-    texts, caption_image = [], []
-    for position, image_index in enumerate(kept_images):
-        texts += captions[image_index]
-        caption_image += [position] * len(captions[image_index])
-    caption_features = encode_texts(texts)
-    ranks = feature_retrieval_ranks(image_features.features, caption_features, torch.tensor(caption_image))
-    return RetrievalResult(recall_at_k(*ranks, ks), len(kept_images), len(texts), rank_statistics(*ranks),
-                           nonfinite_rows(image_features.features), nonfinite_rows(caption_features))
+    texts, caption_image = caption_pairs(image_features, captions)
+    return pair_retrieval(image_features, encode_texts(texts), caption_image, ks)
+
+
+def clip_scores(image_features: torch.Tensor, caption_features: torch.Tensor,
+                caption_image: torch.Tensor) -> torch.Tensor:
+    """Each caption's CLIP score with its own image: 100 x the cosine similarity of the normalised features, as
+    CLIPScore data filtering uses it (the x100 of CLIP's logit scale, without CLIPScore's 2.5 weight or clipping)."""
+    images = F.normalize(image_features.float(), dim=-1)[caption_image]
+    return 100.0 * (images * F.normalize(caption_features.float(), dim=-1)).sum(dim=-1)

@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 
+from dataloader.eval.caption_sets import CaptionFormat
 from dataloader.eval.eval_datasets import READERS
 from dataloader.eval.karpathy import SPLITS as KARPATHY_SPLITS
 from evaluation.retrieval import DEFAULT_KS
@@ -97,24 +98,50 @@ class LinearProbeSettings(EvalSetSettings):
 
 @dataclass(kw_only=True)
 class FeatureExportSettings(EvalSetSettings):
+    dataset_type: Literal[tuple(sorted(READERS))] | None = setting(None, "the reader of a labelled set (--data_dir)")
+    data_dir: str | None = setting(None, "a labelled set's images")
+    img_dir: str | None = setting(None, "instead of --data_dir: an unlabelled folder of images (searched through)")
+    captions: str | None = setting(None, "instead of --data_dir: captions to encode, one per line in a .txt, or "
+                                         "the caption column of a CSV/TSV or JSONL table")
+    image_key: str = setting("filepath", "the image column of a --captions table")
+    caption_key: str = setting("caption", "the caption column of a --captions table")
     split: str | None = setting(None, "train or test for CIFAR (default: test)")
     output: str = setting(help="the file to write (.safetensors or .npz)")
     cache_dir: str = setting("feature_cache")
 
+    def __post_init__(self):
+        if (self.data_dir is None) == (self.img_dir is None and self.captions is None):
+            raise ValueError("give --data_dir (with --dataset_type), or --img_dir and/or --captions")
+        if self.data_dir is not None and self.dataset_type is None:
+            raise ValueError("data_dir needs dataset_type: cifar, imagenet or folder")
+
 
 @dataclass(kw_only=True)
-class RetrievalEvalSettings(LoaderSettings):
+class CaptionSetSettings:
+    """Captioned images in any format training reads (dataloader.eval.caption_sets), named as training names them."""
+    annotation_file: str = setting(help="the captions: a COCO captions JSON or Karpathy split file, a CSV/TSV or "
+                                        "JSONL table (one image and caption per row), or webdataset shards")
+    img_dir: str | None = setting(None, "the folder of the images (needed for COCO; tables: default the table's "
+                                        "folder; shards hold their images)")
+    format: CaptionFormat = setting("auto", "auto: told from the name (.json, .csv/.tsv, .jsonl, .tar ...)")
+    image_key: str = setting("filepath", "CSV column / JSONL key of the image path")
+    caption_key: str = setting("caption", "CSV column / JSONL key (or shards' .json key) of the caption")
+
+
+@dataclass(kw_only=True)
+class RetrievalEvalSettings(CaptionSetSettings, LoaderSettings):
     checkpoint_path: str = setting(help=CHECKPOINT_HELP)
-    annotation_file: str = setting(help="COCO-format captions JSON, or a Karpathy split file (dataset_coco.json ...)")
-    img_dir: str = setting(help="the folder of the images")
     split: Literal[KARPATHY_SPLITS] = setting("test", "the split of a Karpathy split file")
     recall_k: list[int] = setting(default_factory=lambda: list(DEFAULT_KS), help="the K of recall@K")
     name: str | None = setting(None, "name of the result files (default: the captions file's name)")
+    pair_scores: str | None = setting(None, "also write OUT.csv: each image-caption pair's CLIP score, 100 x the "
+                                            "cosine similarity of the normalised features, for filtering data")
     cache_dir: str = setting("feature_cache")
     output_dir: str = setting("retrieval_output")
 
     def __post_init__(self):
         check_at_least_one(self, "recall_k")
+        self.recall_k = sorted(set(self.recall_k))
 
 
 @dataclass(kw_only=True)

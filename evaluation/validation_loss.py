@@ -1,11 +1,10 @@
 """The contrastive loss on held-out captioned images: the training objective, measured on data it never saw."""
-from pathlib import Path
-
 import torch
 from torch.utils.data import DataLoader
 
 from dataloader.coco import CaptionedImages
-from dataloader.eval.eval_datasets import ImageFiles, collate_readable
+from dataloader.eval.caption_sets import captioned_image_dataset
+from dataloader.eval.eval_datasets import collate_readable
 from evaluation.shard import Shard
 from loss.clip import contrastive_loss
 from loss.siglip import sigmoid_loss
@@ -25,8 +24,8 @@ def validation_loss(model, captioned: CaptionedImages, preprocess, device, preci
     num_batches = len(captioned.image_paths) // batch_size
     mine = [list(range(index * batch_size, (index + 1) * batch_size))
             for index in range(shard.rank, num_batches, shard.world_size)]
-    images = ImageFiles([Path(path) for path in captioned.image_paths], list(range(len(captioned.image_paths))),
-                        preprocess, model.config.image_size)
+    images = captioned_image_dataset(captioned, range(len(captioned.image_paths)), preprocess,
+                                     model.config.image_size)
     loader = DataLoader(images, batch_sampler=mine, num_workers=num_workers, collate_fn=collate_readable,
                         pin_memory=torch.device(device).type == "cuda")
     loss_of_batch = sigmoid_loss if model.config.sigmoid_logits else contrastive_loss  # the model's training loss

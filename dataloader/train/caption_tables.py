@@ -24,6 +24,17 @@ def read_csv_captions(path, image_dir: str | None, image_key: str, caption_key: 
     """The captioned images of a CSV/TSV file whose delimiter (comma, tab or semicolon) is the one that splits the
     header into names including `image_key`."""
     path = _existing(path)
+    return _group(csv_rows(path, image_key, caption_key), path, image_dir, image_key, caption_key)
+
+
+def read_jsonl_captions(path, image_dir: str | None, image_key: str, caption_key: str) -> CaptionedImages:
+    """The captioned images of a JSON-lines file: one object per line holding `image_key` and `caption_key`."""
+    path = _existing(path)
+    return _group(jsonl_rows(path, image_key, caption_key), path, image_dir, image_key, caption_key)
+
+
+def csv_rows(path: Path, image_key: str, caption_key: str) -> list[tuple[int, str, str]]:
+    """(line, image, caption) of every row of a CSV/TSV file, as written."""
     with _open_text(path) as file:
         header_line = file.readline()
         file.seek(0)
@@ -38,12 +49,11 @@ def read_csv_captions(path, image_dir: str | None, image_key: str, caption_key: 
                 raise UserError(f"{path}, line {rows.line_num}: {len(row)} fields, the header has {len(header)} "
                                 f"(separated by {delimiter!r}; quote fields that contain it)")
             pairs.append((rows.line_num, row[image_column], row[caption_column]))
-    return _group(pairs, path, image_dir, image_key, caption_key)
+    return pairs
 
 
-def read_jsonl_captions(path, image_dir: str | None, image_key: str, caption_key: str) -> CaptionedImages:
-    """The captioned images of a JSON-lines file: one object per line holding `image_key` and `caption_key`."""
-    path = _existing(path)
+def jsonl_rows(path: Path, image_key: str, caption_key: str) -> list[tuple[int, object, object]]:
+    """(line, image, caption) of every object of a JSON-lines file, as written."""
     pairs = []
     with _open_text(path) as file:
         for line_number, line in enumerate(file, start=1):
@@ -61,13 +71,27 @@ def read_jsonl_captions(path, image_dir: str | None, image_key: str, caption_key
                 raise UserError(f"{path}, line {line_number}: keys found: {', '.join(record) or 'none'}; expected "
                                 f"{_expected(image_key, caption_key)}")
             pairs.append((line_number, record[image_key], caption))
-    return _group(pairs, path, image_dir, image_key, caption_key)
+    return pairs
+
+
+def table_captions(path, image_key: str, caption_key: str) -> list[str]:
+    """Every caption of a CSV/TSV (.csv, .tsv) or JSONL table, row by row, images unread."""
+    path = _existing(path)
+    rows = (csv_rows if path.suffix.lower() in (".csv", ".tsv") else jsonl_rows)(path, image_key, caption_key)
+    for line_number, _, caption in rows:
+        _check_value(caption, caption_key, path, line_number)
+    return [caption for _, _, caption in rows]
+
+
+def _check_value(value, key: str, path: Path, line_number: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{path}, line {line_number}: '{key}' is {value!r}, expected a non-empty string")
 
 
 def _existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"training data file not found: {path}")
+        raise UserError(f"captions file not found: {path}")
     return path
 
 
@@ -121,8 +145,7 @@ def _group(pairs, path: Path, image_dir: str | None, image_key: str, caption_key
     captions_by_path = {}
     for line_number, image, caption in pairs:
         for key, value in ((image_key, image), (caption_key, caption)):
-            if not isinstance(value, str) or not value.strip():
-                raise UserError(f"{path}, line {line_number}: '{key}' is {value!r}, expected a non-empty string")
+            _check_value(value, key, path, line_number)
         captions_by_path.setdefault(os.path.join(base, image.strip()), []).append(caption)
     present = existing_files(list(captions_by_path))
     return CaptionedImages(

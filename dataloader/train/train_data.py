@@ -32,15 +32,16 @@ def listed_loader(read):
 FORMATS = {**{name: listed_loader(read) for name, read in LISTED_FORMATS.items()}, "webdataset": build_shard_loader}
 
 
-def infer_format(source: str) -> str:
+def infer_format(source: str, format_setting: str = "data.format") -> str:
     """The format a path's name implies: .json COCO, .csv/.tsv CSV, .jsonl JSONL, and shards for .tar files,
-    folders, brace patterns, `pipe:` commands and `::`-joined lists."""
+    folders, brace patterns, `pipe:` commands and `::`-joined lists; `format_setting` names the setting to set
+    instead."""
     if is_shard_source(source) or Path(source).is_dir():
         return "webdataset"
     suffix = Path(source).suffix.lower()
     if suffix not in FORMAT_BY_SUFFIX:
         raise UserError(f"{source}: cannot tell the format from the name (expected .json, .csv, .tsv, .jsonl, .tar, "
-                        f"a folder of shards or a brace pattern); set data.format to one of {', '.join(FORMATS)}")
+                        f"a folder of shards or a brace pattern); set {format_setting} to one of {', '.join(FORMATS)}")
     return FORMAT_BY_SUFFIX[suffix]
 
 
