@@ -3,11 +3,13 @@ pretrained.yaml says where each file is. A copy in a local cache comes first (ou
 clip package's), so a machine without network works once the file is cached; otherwise the file is downloaded to our
 cache. A file whose SHA-256 is known is verified before it is read: a mismatch is refused, never loaded."""
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from utils.atomic_files import write_text_atomically
 from utils.cache_folders import huggingface_hub_cache, openai_clip_cache, toolkit_cache
 from utils.checkpoint import checksum_path, sha256_of_descriptor
 from utils.config import build, read_yaml
@@ -16,6 +18,7 @@ from utils.errors import UserError
 
 HF_HUB_PREFIX = "hf-hub:"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names, preferred first
+HF_CONFIG_FILE = "open_clip_config.json"
 TABLE_FILE = Path(__file__).with_name("pretrained.yaml")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -60,7 +63,24 @@ def pretrained_file(name: str, tag: str | None = None) -> tuple[Path, dict]:
     release states), from a cache when one holds it, else downloaded to ours."""
     release = _hub_release(name, tag) if is_hf_hub_name(name) else _named_release(name, tag)
     copies = _cached_copies(release)
-    return (_verified(*copies[0]) if copies else _download(release)), release.settings
+    path = _verified(*copies[0]) if copies else _download(release)
+    return path, {**(_settings_beside(path, release.hf_hub) if release.hf_hub else {}), **release.settings}
+
+
+def _settings_beside(path: Path, repo: str) -> dict:
+    """What open_clip's Hub export states beside its weights in open_clip_config.json: the activation (its
+    `model_cfg` names quick_gelu only where it is used) and the image normalisation (`preprocess_cfg`)."""
+    config_file = path.with_name(HF_CONFIG_FILE)
+    if not config_file.is_file():
+        return {}
+    try:
+        config = json.loads(config_file.read_text())
+        model_cfg, preprocess_cfg = config.get("model_cfg") or {}, config.get("preprocess_cfg") or {}
+        stated = {"quick_gelu": model_cfg.get("quick_gelu", False), "image_mean": preprocess_cfg.get("mean"),
+                  "image_std": preprocess_cfg.get("std")}
+    except (OSError, ValueError, AttributeError) as error:
+        raise UserError(f"{config_file}: not an open_clip config ({error})") from None
+    return build(Release, {"hf_hub": repo, **stated}, str(config_file)).settings
 
 
 def _named_release(name: str, tag: str | None) -> Release:
@@ -175,5 +195,8 @@ def _download_from_hub(repo: str) -> Path:
     sha256 = (files[name].get("lfs") or {}).get("sha256")
     if not sha256:
         raise UserError(f"{HF_HUB_PREFIX}{repo}: the Hub lists no SHA-256 for {name}, so it cannot be verified")
-    url = f"{_hub_endpoint()}/{repo}/resolve/{info.get('sha') or 'main'}/{name}"
-    return download_verified(url, _our_hub_folder(repo) / name, sha256)
+    files_url = f"{_hub_endpoint()}/{repo}/resolve/{info.get('sha') or 'main'}"
+    if HF_CONFIG_FILE in files:
+        config = fetch_json(f"{files_url}/{HF_CONFIG_FILE}")
+        write_text_atomically(_our_hub_folder(repo) / HF_CONFIG_FILE, json.dumps(config, indent=1))
+    return download_verified(f"{files_url}/{name}", _our_hub_folder(repo) / name, sha256)

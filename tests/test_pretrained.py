@@ -64,15 +64,19 @@ def hub_release(tmp_path, monkeypatch):
     return source
 
 
-def put_in_huggingface_cache(hub_folder, source, blob_name=None):
-    """The layout huggingface_hub writes: blobs/<SHA-256>, snapshots/<revision>/<file> linking to it, refs/main."""
-    repo_folder = hub_folder / f"models--{REPO.replace('/', '--')}"
-    blob = repo_folder / "blobs" / (blob_name or sha256(source))
-    blob.parent.mkdir(parents=True)
-    blob.write_bytes(source.read_bytes())
+def put_in_huggingface_cache(hub_folder, source, blob_name=None, repo=REPO, open_clip_config=None):
+    """The layout huggingface_hub writes: blobs/<SHA-256> (a small file's blob is named by its git hash instead),
+    snapshots/<revision>/<file> linking to it, refs/main."""
+    repo_folder = hub_folder / f"models--{repo.replace('/', '--')}"
     snapshot = repo_folder / "snapshots" / REVISION
-    snapshot.mkdir(parents=True)
-    (snapshot / source.name).symlink_to(f"../../blobs/{blob.name}")
+    for name, data, blob_name in ((source.name, source.read_bytes(), blob_name or sha256(source)),
+                                  ("open_clip_config.json", json.dumps(open_clip_config).encode(), "c" * 40)):
+        if name == "open_clip_config.json" and open_clip_config is None:
+            continue
+        (repo_folder / "blobs").mkdir(parents=True, exist_ok=True)
+        (repo_folder / "blobs" / blob_name).write_bytes(data)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).symlink_to(f"../../blobs/{blob_name}")
     (repo_folder / "refs").mkdir()
     (repo_folder / "refs" / "main").write_text(REVISION)
 
@@ -114,6 +118,16 @@ def test_release_settings_the_shapes_cannot_tell_reach_the_model(tmp_path, monke
     put_in_huggingface_cache(tmp_path / "home" / ".cache" / "huggingface" / "hub", hub_release)
     model, _ = load_model(f"hf-hub:{REPO}")
     assert model.config.quick_gelu and model.config.image_mean == [0.5] * 3 and model.config.image_std == [0.5] * 3
+
+
+def test_a_repository_beyond_the_table_follows_its_open_clip_config(tmp_path, hub_release):
+    config = {"model_cfg": {"embed_dim": 64, "quick_gelu": True},
+              "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    put_in_huggingface_cache(tmp_path / "home" / ".cache" / "huggingface" / "hub", hub_release, repo="apple/tiny-dfn",
+                             open_clip_config=config)
+    model, _ = load_model("hf-hub:apple/tiny-dfn")
+    assert model.config.quick_gelu and model.config.image_mean == [0.5] * 3 and model.config.image_std == [0.25] * 3
+    assert has_weights_of(model, small_open_clip(quick_gelu=False).state_dict())
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -197,14 +211,20 @@ def test_download_with_the_wrong_checksum_is_not_kept(tmp_path, monkeypatch, ope
 def test_hub_download_is_verified_against_the_hubs_sha256(tmp_path, monkeypatch, hub_release):
     listing = {"sha": REVISION, "siblings": [
         {"rfilename": "open_clip_config.json"},
+        {"rfilename": "open_clip_pytorch_model.bin", "lfs": {"sha256": "0" * 64}},
         {"rfilename": "open_clip_model.safetensors", "lfs": {"sha256": sha256(hub_release)}}]}
-    file_url = f"https://huggingface.co/{REPO}/resolve/{REVISION}/open_clip_model.safetensors"
+    files_url = f"https://huggingface.co/{REPO}/resolve/{REVISION}"
+    config = {"model_cfg": {"quick_gelu": True}, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
     served = serve(monkeypatch, {f"https://huggingface.co/api/models/{REPO}?blobs=true": json.dumps(listing).encode(),
-                                 file_url: hub_release.read_bytes()})
-    model, _ = load_model("ViT-B-32", pretrained="laion2b_s34b_b79k")
-    assert served[-1] == file_url and has_weights_of(model, small_open_clip(quick_gelu=False).state_dict())
+                                 f"{files_url}/open_clip_config.json": json.dumps(config).encode(),
+                                 f"{files_url}/open_clip_model.safetensors": hub_release.read_bytes()})
+    model, _ = load_model(f"hf-hub:{REPO}")
+    assert served[-1] == f"{files_url}/open_clip_model.safetensors"
+    assert has_weights_of(model, small_open_clip(quick_gelu=False).state_dict())
+    assert not model.config.quick_gelu and model.config.image_std == [0.5] * 3  # the table's word wins over the file's
     kept = tmp_path / "toolkit-cache" / "weights" / "hf-hub" / REPO / "open_clip_model.safetensors"
     assert (kept.parent / "open_clip_model.safetensors.sha256").read_text().split()[0] == sha256(hub_release)
+    assert json.loads((kept.parent / "open_clip_config.json").read_text()) == config
     kept.write_bytes(kept.read_bytes()[:-1])  # the copy damaged later: refused by the hash recorded beside it
     serve(monkeypatch, {})
     with pytest.raises(UserError, match=f"^{kept}: SHA-256 is "):
