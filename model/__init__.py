@@ -1,10 +1,12 @@
 """CLIP models: build one from a config, or load one from any checkpoint we know, ready to use."""
+import dataclasses
 from pathlib import Path
 
 from model.clip import CLIP
 from model.config import ModelConfig, model_config_by_name, named_configs
 from utils.config import as_dict, build
 from model.preprocess import image_transform
+from model.pretrained import HF_HUB_PREFIX, is_hf_hub_name, pretrained_file
 from model.weights import infer_config, load_weights_strict, read_weights
 from utils.errors import UserError
 
@@ -13,26 +15,37 @@ def build_model(config: ModelConfig) -> CLIP:
     return CLIP(config)
 
 
-def load_model(path_or_config_name, device="cpu", quick_gelu: bool | None = None):
-    """(model in eval mode on `device`, its preprocessing transform) from a checkpoint file or a config name
-    (random weights). Files without a config get one inferred from their shapes; their activation cannot be seen
-    in shapes, so it follows the format (QuickGELU for OpenAI's TorchScript releases, GELU for open_clip-style
-    state dicts) unless `quick_gelu` says otherwise."""
-    if not Path(path_or_config_name).is_file():
-        if str(path_or_config_name) not in named_configs():
-            raise UserError(f"checkpoint not found: {path_or_config_name} (nor is it a model config name: "
-                            f"{', '.join(named_configs())})")
+def load_model(path_or_config_name, device="cpu", quick_gelu: bool | None = None, pretrained: str | None = None):
+    """(model in eval mode on `device`, its preprocessing transform) from a checkpoint file, released weights by name
+    (an architecture with `pretrained`, e.g. ("ViT-B-32", "openai"), or "hf-hub:ORG/REPO": model.pretrained), or a
+    config name (random weights). Files without a config get one inferred from their shapes; their activation cannot
+    be seen in shapes, so it follows the release, else the format (QuickGELU for OpenAI's TorchScript releases, GELU
+    for open_clip-style state dicts), unless `quick_gelu` says otherwise."""
+    if pretrained is not None or is_hf_hub_name(path_or_config_name):
+        path, release_settings = pretrained_file(str(path_or_config_name), pretrained)
+        model = _model_from_file(path, quick_gelu, release_settings)
+    elif Path(path_or_config_name).is_file():
+        model = _model_from_file(path_or_config_name, quick_gelu, {})
+    elif str(path_or_config_name) in named_configs():
         model = build_model(model_config_by_name(str(path_or_config_name)))
     else:
-        state_dict, config, file_format = read_weights(path_or_config_name)
-        if config is None:
-            default_quick_gelu = file_format == "openai-torchscript"
-            config = infer_config(state_dict, str(path_or_config_name),
-                                  default_quick_gelu if quick_gelu is None else quick_gelu)
-        model = build_model(config)
-        load_weights_strict(model, state_dict, str(path_or_config_name))
+        raise UserError(f"checkpoint not found: {path_or_config_name} (nor is it a model config name: "
+                        f"{', '.join(named_configs())}; released weights load with pretrained=TAG or as "
+                        f"{HF_HUB_PREFIX}ORG/REPO)")
     model = model.to(device).eval()
     return model, image_transform(model.config.image_size, model.config.image_mean, model.config.image_std)
+
+
+def _model_from_file(path, quick_gelu: bool | None, release_settings: dict) -> CLIP:
+    state_dict, config, file_format = read_weights(path)
+    if config is None:
+        stated = {"quick_gelu": file_format == "openai-torchscript", **release_settings}
+        if quick_gelu is not None:
+            stated["quick_gelu"] = quick_gelu
+        config = dataclasses.replace(infer_config(state_dict, str(path), stated.pop("quick_gelu")), **stated)
+    model = build_model(config)
+    load_weights_strict(model, state_dict, str(path))
+    return model
 
 
 def initial_model(name: str | None, overrides: dict, init_from: str | None, default_name: str) -> CLIP:

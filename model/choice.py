@@ -13,7 +13,7 @@ DEFAULT_MODEL = "RN50"
 class ModelChoice:
     name: str | None = None  # a named config in model/model_config.yaml (default RN50, or init_from's architecture)
     overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
-    init_from: str | None = None  # start from these weights (any file load_model reads); fresh optimiser and schedule
+    init_from: str | None = None  # a file load_model reads or hf-hub:ORG/REPO; fresh optimiser, schedule
     # locked towers (model.locking; open_clip's groups): no gradient, no optimiser state, except the last N groups
     lock_image: bool = False
     lock_image_unlocked_groups: int = 0

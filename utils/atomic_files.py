@@ -40,7 +40,8 @@ def write_atomically(path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException as error:
         if temp_name:
             Path(temp_name).unlink(missing_ok=True)
-        cause = None if isinstance(error, WriteFailed) else os_error_behind(error)
+        # the writer's own one-line error (WriteFailed, a download that failed) already says what went wrong
+        cause = None if isinstance(error, UserError) else os_error_behind(error)
         if cause is None:
             raise
         raise WriteFailed(path, cause.strerror or str(cause)) from None

@@ -4,7 +4,6 @@ with the same model, batch and threads skip the measurement and choose the same.
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,6 +11,7 @@ from typing import Callable
 import torch
 
 from utils.atomic_files import WriteFailed, write_text_atomically
+from utils.cache_folders import toolkit_cache
 from utils.machine import cpu_bf16_unit, cpu_model
 
 # After one untimed step per precision (kernel selection, buffers), each round times one step of every precision:
@@ -50,9 +50,7 @@ def time_candidates(candidates: tuple[str, ...], workload: Workload,
 
 
 def cache_file() -> Path:
-    root = os.environ.get("CLIP_TOOLKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
-        / "clip-toolkit"
-    return Path(root) / "precision.json"
+    return toolkit_cache() / "precision.json"
 
 
 def cache_key(device, workload: Workload) -> str:
