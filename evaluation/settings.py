@@ -93,6 +93,8 @@ class LinearProbeSettings(EvalSetSettings):
         check_fraction(self, "test_fraction")
         check_fraction(self, "validation_fraction")
         if self.k_shot is not None:
+            if min(self.k_shot) < 1:  # checked here, before features are computed and a probe is fitted
+                raise ValueError(f"k_shot values must be at least 1, got {min(self.k_shot)}")
             self.k_shot = sorted(set(self.k_shot))
 
 

@@ -93,6 +93,7 @@ def test_yaml_config_gives_options_and_an_unknown_key_names_the_nearest(tmp_path
 
 @pytest.mark.parametrize("extra, message", [
     (["--k_shot", "3"], "error: class 'airplane' has 2 training image(s), fewer than k=3"),
+    (["--k_shot", "0", "2"], "error: command line: k_shot values must be at least 1, got 0"),
     (["--dataset", "cifar11"], "error: --dataset 'cifar11' is not a CIFAR set"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, extra, message):
