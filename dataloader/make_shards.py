@@ -3,6 +3,7 @@ decodes small JPEGs instead of full-size photos.
 
     python -m dataloader.make_shards --from coco|csv|jsonl SRC OUT_DIR [--img_dir DIR] [--image_size 256]
                                      [--shard_size 1000] [--workers 4] [--image_key filepath] [--caption_key caption]
+                                     [--config SETTINGS.yaml ...] [key=value ...]
 
 Each image becomes one sample: KEY.jpg (shorter side resized to --image_size, never enlarged; re-encoded), KEY.txt
 (its first caption, for other tools) and KEY.json ({"captions": all of them, "source": the original path}), so
@@ -17,6 +18,7 @@ import json
 import multiprocessing
 import os
 import sys
+import typing
 from pathlib import Path
 
 import webdataset as wds
@@ -28,7 +30,7 @@ from dataloader.image_io import UNREADABLE_IMAGE_ERRORS, load_rgb_image
 from dataloader.train.shards import CAPTIONS_KEY, SHARD_SUFFIX, SIZES_FILE
 from dataloader.train.train_data import LISTED_FORMATS
 from utils.atomic_files import write_text_atomically
-from utils.cli import ScriptArgumentParser, run_command
+from utils.cli import SettingsParser, run_command, setting
 from utils.errors import UserError
 
 JPEG_QUALITY = 95
@@ -113,37 +115,46 @@ def make_shards(data: CaptionedImages, out_dir: Path, *, image_size: int, shard_
     return ShardsWritten(sum(sizes.values()), sizes, unreadable, data.missing)
 
 
-def parse_args(argv):
-    parser = ScriptArgumentParser(__doc__)
-    parser.add_argument("--from", dest="source_format", required=True, choices=sorted(LISTED_FORMATS))
-    parser.add_argument("source", help="COCO captions .json, or a .csv/.tsv/.jsonl table of image paths and captions")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--img_dir", help="COCO: the images (default data/coco/train2017); tables: the folder "
-                                          "relative paths are read from (default: the table's folder)")
-    parser.add_argument("--image_size", type=int, default=256, help="shorter side of the stored images")
-    parser.add_argument("--shard_size", type=int, default=1000, help="images per shard")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="writing processes")
-    parser.add_argument("--image_key", default="filepath", help="tables: the image path's column/key")
-    parser.add_argument("--caption_key", default="caption", help="tables: the caption's column/key")
-    args = parser.parse_args(argv)
-    for name in ("image_size", "shard_size", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
+@dataclasses.dataclass(kw_only=True)
+class ShardSettings:
+    source_format: typing.Literal[tuple(sorted(LISTED_FORMATS))]
+    source: str
+    out_dir: str
+    img_dir: str | None = setting(None, "COCO: the images (default data/coco/train2017); tables: the folder relative "
+                                        "paths are read from (default: the table's folder)")
+    image_size: int = setting(256, "shorter side of the stored images")
+    shard_size: int = setting(1000, "images per shard")
+    workers: int = setting(min(8, os.cpu_count() or 1), "writing processes")
+    image_key: str = setting("filepath", "tables: the image path's column/key")
+    caption_key: str = setting("caption", "tables: the caption's column/key")
+
+    def __post_init__(self):
+        for name in ("image_size", "shard_size", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-def run(args) -> int:
-    data = LISTED_FORMATS[args.source_format](args.source, args.img_dir, args.image_key, args.caption_key)
-    result = make_shards(data, args.out_dir, image_size=args.image_size, shard_size=args.shard_size,
-                         workers=args.workers)
-    print(f"wrote {result.samples} images in {len(result.shard_sizes)} shards to {args.out_dir}; skipped "
+PARSER = SettingsParser(__doc__, ShardSettings, positionals={
+    "source": "COCO captions .json, or a .csv/.tsv/.jsonl table of image paths and captions",
+    "out_dir": "the new (or empty) folder of the shards"})
+PARSER.add_setting("--from", "source_format", choices=sorted(LISTED_FORMATS))
+PARSER.add_field_flags()
+
+
+def run(settings: ShardSettings) -> int:
+    data = LISTED_FORMATS[settings.source_format](settings.source, settings.img_dir, settings.image_key,
+                                                  settings.caption_key)
+    out_dir = Path(settings.out_dir)
+    result = make_shards(data, out_dir, image_size=settings.image_size, shard_size=settings.shard_size,
+                         workers=settings.workers)
+    print(f"wrote {result.samples} images in {len(result.shard_sizes)} shards to {out_dir}; skipped "
           f"{len(result.unreadable)} unreadable and {len(result.missing)} missing images"
           + (f" (first: {(result.unreadable + result.missing)[0]})" if result.unreadable or result.missing else ""))
     return 0
 
 
 def main(argv=None) -> int:
-    return run_command(run, parse_args(argv))
+    return run_command(lambda: run(PARSER.settings(argv)))
 
 
 if __name__ == "__main__":

@@ -83,3 +83,15 @@ def test_an_existing_output_folder_is_never_written_into(coco_set, shards, capsy
     assert capsys.readouterr().err.strip() == (f"error: {shards}: the folder already holds files; give a new or "
                                                "empty folder for the shards")
     assert sorted(path.name for path in shards.iterdir()) == before
+
+
+def test_settings_come_from_layered_configs_and_bad_values_are_one_line(coco_set, tmp_path, capsys):
+    annotations, images = coco_set
+    settings = tmp_path / "shards.yaml"
+    settings.write_text(f"source_format: coco\nimg_dir: {images}\nimage_size: 24\nshard_size: 100\n")
+    assert make_shards.main(["--config", str(settings), str(annotations), str(tmp_path / "one"), "workers=1"]) == 0
+    assert sorted(path.name for path in (tmp_path / "one").iterdir()) == ["00000.tar", "sizes.json"]
+    assert make_shards.main(["--config", str(settings), str(annotations), str(tmp_path / "two"), "shard_size=0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {settings} + command line: shard_size must be at least 1, got 0")
+    assert not (tmp_path / "two").exists()

@@ -60,11 +60,16 @@ class SettingsParser(ScriptArgumentParser):
     """One config path for every script: the defaults, then `--config` YAMLs in order (repeatable, each only its
     differences), then flags, then `key=value` overrides, into one dataclass. Unknown keys name the nearest."""
 
-    def __init__(self, doc: str | None, settings_class, defaults: dict[str, dict] | None = None):
+    def __init__(self, doc: str | None, settings_class, defaults: dict[str, dict] | None = None,
+                 positionals: dict[str, str] | None = None):
+        """`positionals`: settings given by position ({key: help}), before any `key=value` override."""
         super().__init__(doc)
         self.settings_class, self.defaults, self.flag_keys = settings_class, defaults or {}, {}
         self.add_argument("--config", action="append", help="YAML file holding only its changes to the defaults; "
                           "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
+        for key, help_text in (positionals or {}).items():
+            self.flag_keys[key] = key
+            self.add_argument(key, nargs="?", default=None, help=help_text)
         self.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. batch_size=64 (after the files)")
 
     def add_setting(self, flag: str, key: str | None = None, **options) -> None:
@@ -74,9 +79,12 @@ class SettingsParser(ScriptArgumentParser):
         self.add_argument(flag, dest=dest, default=None, **options)
 
     def add_field_flags(self) -> None:
-        """One flag per field of the settings class: its type gives the parsing, its metadata["help"] the help."""
-        hints = typing.get_type_hints(self.settings_class)
+        """One flag per field of the settings class not yet given a flag or position: its type gives the parsing, its
+        metadata["help"] the help."""
+        hints, taken = typing.get_type_hints(self.settings_class), set(self.flag_keys.values())
         for field in dataclasses.fields(self.settings_class):
+            if field.name in taken:
+                continue
             self.add_setting(f"--{field.name}", help=field.metadata.get("help"),
                              **flag_options(hints[field.name], field.default))
 
