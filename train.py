@@ -43,12 +43,12 @@ def run_training(args) -> int:
         if config.synthetic_data:
             ensure_synthetic_data_on_every_node(config.synthetic_data, ctx)
         seed_everything(config.train.seed)  # the same initial weights on every rank
-        model, locking = training_model(config)
-        if ctx.is_main and locking:
-            print("\n".join(locking))
+        model, start_lines = training_model(config)
         if config.model.init_from and ctx.is_main:
             print(f"weights from {config.model.init_from}")
-        if config.model.lock_image and not config.model.init_from and ctx.is_main:
+        if ctx.is_main and start_lines:
+            print("\n".join(start_lines))
+        if config.model.lock_image and not (config.model.init_from or config.model.init_image_from) and ctx.is_main:
             print("note: model.lock_image without model.init_from: the locked image tower keeps its random weights")
         # every rank reads the data now: one that cannot stops them all, naming itself
         loader, evaluator = on_every_rank_for_all(lambda: read_data(config, model.config, ctx))

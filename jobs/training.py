@@ -30,10 +30,10 @@ class RunConfig(TrainerConfig):
 
 def training_model(config: RunConfig) -> tuple[CLIP, list[str]]:
     """The model train.py hands to the trainer (the chosen architecture and weights, towers locked as asked,
-    gradient checkpointing on when train.grad_checkpointing says so) and the start-up lines on its locking."""
-    model, locking = chosen_model(config.model, config.loss.kind)
+    gradient checkpointing on when train.grad_checkpointing says so) and the start-up lines on its towers."""
+    model, start_lines = chosen_model(config.model, config.loss.kind)
     set_grad_checkpointing(model, config.train.grad_checkpointing)
-    return model, locking
+    return model, start_lines
 
 
 def run_defaults() -> dict[str, dict]:

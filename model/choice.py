@@ -4,6 +4,7 @@ import dataclasses
 from model import initial_model
 from model.clip import CLIP
 from model.locking import lock_image_tower, lock_text_tower
+from model.tower_init import load_single_towers
 from utils.errors import UserError
 
 DEFAULT_MODEL = "RN50"
@@ -14,6 +15,10 @@ class ModelChoice:
     name: str | None = None  # a named config in model/model_config.yaml (default RN50, or init_from's architecture)
     overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields to change
     init_from: str | None = None  # a file load_model reads or hf-hub:ORG/REPO; fresh optimiser, schedule
+    # then one tower from a file (model.tower_init): the image tower from a CLIP checkpoint or a torchvision ViT,
+    # the text tower from a CLIP checkpoint
+    init_image_from: str | None = None
+    init_text_from: str | None = None
     # locked towers (model.locking; open_clip's groups): no gradient, no optimiser state, except the last N groups
     lock_image: bool = False
     lock_image_unlocked_groups: int = 0
@@ -28,9 +33,10 @@ class ModelChoice:
 
 
 def chosen_model(choice: ModelChoice, loss_kind: str) -> tuple[CLIP, list[str]]:
-    """The model the run starts from, fitted to its loss, with its locked towers; and a start-up line on each
-    locked tower."""
+    """The model the run starts from, fitted to its loss, with its locked towers; and a start-up line on each tower
+    loaded from its own file and on each locked tower."""
     model = initial_model(choice.name, choice.overrides, choice.init_from, DEFAULT_MODEL)
+    started = load_single_towers(model, choice.init_image_from, choice.init_text_from)
     fit_model_to_loss(model, loss_kind)
     locking = []
     if choice.lock_image:
@@ -39,7 +45,7 @@ def chosen_model(choice: ModelChoice, loss_kind: str) -> tuple[CLIP, list[str]]:
     if choice.lock_text:
         groups = lock_text_tower(model, choice.lock_text_unlocked_layers)
         locking.append(locking_line("text", "lock_text_unlocked_layers", choice.lock_text_unlocked_layers, *groups))
-    return model, locking
+    return model, started + locking
 
 
 def locking_line(tower: str, key: str, unlocked: int, locked: int, groups: int) -> str:

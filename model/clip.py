@@ -23,7 +23,8 @@ class CLIP(nn.Module):
         activation = QuickGELU if config.quick_gelu else nn.GELU
         if config.is_vit:
             self.visual = VisionTransformer(config.image_size, config.vision_patch_size, config.vision_width,
-                                            config.vision_layers, config.vision_heads, config.embed_dim, activation)
+                                            config.vision_layers, config.vision_heads, config.embed_dim, activation,
+                                            config.vision_ln_pre, config.vision_norm_eps)
         else:
             self.visual = ModifiedResNet(config.vision_layers, config.embed_dim, config.vision_heads,
                                          config.image_size, config.vision_width)

@@ -17,6 +17,8 @@ class ModelConfig:
     vision_layers: list[int] | int  # four stage depths: modified ResNet; one depth: ViT
     vision_width: int
     vision_patch_size: int | None = None  # ViT only
+    vision_ln_pre: bool = True  # ViT: CLIP's LayerNorm before the transformer (torchvision's ViT has none)
+    vision_norm_eps: float = 1e-5  # ViT: its LayerNorms' epsilon (torchvision's ViT: 1e-6)
     context_length: int = 77
     vocab_size: int = 49408
     text_width: int = 512

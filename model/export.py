@@ -57,6 +57,8 @@ def open_clip_config(config: ModelConfig) -> dict:
               "head_width": HEAD_WIDTH}
     if config.is_vit:
         vision["patch_size"] = config.vision_patch_size
+        vision["no_ln_pre"] = not config.vision_ln_pre
+        vision["norm_kwargs"] = {"eps": config.vision_norm_eps}
     model_cfg = {
         "embed_dim": config.embed_dim,
         "quick_gelu": config.quick_gelu,
@@ -94,7 +96,7 @@ def transformers_config(config: ModelConfig) -> dict:
         "hidden_size": config.vision_width, "intermediate_size": 4 * config.vision_width,
         "num_hidden_layers": config.vision_layers, "num_attention_heads": config.vision_heads,
         "image_size": config.image_size, "patch_size": config.vision_patch_size, "num_channels": 3,
-        "hidden_act": activation, "layer_norm_eps": 1e-5, "projection_dim": config.embed_dim,
+        "hidden_act": activation, "layer_norm_eps": config.vision_norm_eps, "projection_dim": config.embed_dim,
     }
     return {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": config.embed_dim,
             "text_config": text, "vision_config": vision}
@@ -121,6 +123,10 @@ def export_transformers(model: CLIP, folder: Path) -> str:
     if not model.config.is_vit:
         raise UserError("--format transformers needs a ViT image tower: transformers has no CLIP with CLIP's "
                         "modified ResNet; export this model with --format open_clip or safetensors")
+    if not model.config.vision_ln_pre:
+        raise UserError("--format transformers: this model's ViT has no LayerNorm before its transformer (a "
+                        "torchvision ViT start), which transformers' CLIPModel always applies; export it with "
+                        "--format open_clip or safetensors")
     if model.config.sigmoid_logits:
         raise UserError("--format transformers: this model has a SigLIP logit bias, which transformers' CLIPModel "
                         "lacks; export it with --format open_clip or safetensors")

@@ -36,11 +36,11 @@ class SelfAttention(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    def __init__(self, width: int, heads: int, activation: type[nn.Module]):
+    def __init__(self, width: int, heads: int, activation: type[nn.Module], norm_eps: float):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = nn.LayerNorm(width, eps=norm_eps)
         self.attn = SelfAttention(width, heads)
-        self.ln_2 = nn.LayerNorm(width)
+        self.ln_2 = nn.LayerNorm(width, eps=norm_eps)
         self.mlp = nn.Sequential(OrderedDict(
             c_fc=nn.Linear(width, width * 4), gelu=activation(), c_proj=nn.Linear(width * 4, width)))
 
@@ -52,10 +52,11 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     """A stack of blocks over batch-first sequences [N, L, D]."""
 
-    def __init__(self, width: int, layers: int, heads: int, activation: type[nn.Module]):
+    def __init__(self, width: int, layers: int, heads: int, activation: type[nn.Module], norm_eps: float = 1e-5):
         super().__init__()
         self.width = width
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, activation) for _ in range(layers))
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, activation, norm_eps)
+                                       for _ in range(layers))
         self.grad_checkpointing = False  # model.grad_checkpointing.set_grad_checkpointing
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:

@@ -114,16 +114,19 @@ def infer_config(state_dict: dict, source: str, quick_gelu: bool) -> ModelConfig
                        **common)
 
 
-def load_weights_strict(model, state_dict: dict, source: str) -> None:
-    """Load all weights or fail with one line naming what is missing, unexpected or mis-shaped."""
-    expected = model.state_dict()
+def load_weights_strict(model, state_dict: dict, source: str, part=None) -> None:
+    """Load all weights, or with `part` (a test on names) those of that part of the model from the file's weights
+    of that part, or fail with one line naming what is missing, unexpected or mis-shaped."""
+    expected = {key: value for key, value in model.state_dict().items() if part is None or part(key)}
+    state_dict = {key: value for key, value in state_dict.items() if part is None or part(key)}
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
-    misshaped = [f"{key} {tuple(state_dict[key].shape)} vs {tuple(value.shape)}"
+    misshaped = [f"{key} file {tuple(state_dict[key].shape)} vs model {tuple(value.shape)}"
                  for key, value in expected.items() if key in state_dict and state_dict[key].shape != value.shape]
     problems = [f"{label} ({len(keys)}): {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
                 if keys]
     if problems:
         raise UserError(f"{source}: weights do not fit the model: {'; '.join(problems)}")
-    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in state_dict.items()})
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in state_dict.items()},
+                          strict=part is None)

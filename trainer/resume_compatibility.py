@@ -20,7 +20,8 @@ ADDED_SINCE = {
     "optimizer.logit_scale_lr": None, "model.lock_image": False, "model.lock_image_unlocked_groups": 0,
     "model.lock_image_freeze_bn_stats": False, "model.lock_text": False, "model.lock_text_unlocked_layers": 0,
     "data.random_crop_max_aspect": 1.0, "data.horizontal_flip": 0.0, "data.sided_captions": "swap",
-    "data.color_jitter": 0.0, "data.captions_per_image": 1,
+    "data.color_jitter": 0.0, "data.captions_per_image": 1, "model.init_image_from": None,
+    "model.init_text_from": None,
 }
 ABSENT = "(absent)"
 
