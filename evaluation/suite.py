@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dataloader.coco import CaptionedImages
 from dataloader.eval.caption_sets import read_caption_set
 from dataloader.eval.splits import plan_splits
 from dataloader.train.shards import list_shards
@@ -361,8 +362,8 @@ def cell_result(cell: Cell, result: ClassificationResult, features: ImageFeature
                       result.num_images, len(features.unreadable), result.num_nonfinite, per_class, overall)
 
 
-def read_cell_captions(cell: Cell, settings: SuiteSettings):
-    """The CaptionedImages of a retrieval cell's caption set."""
+def read_cell_captions(cell: Cell, settings: SuiteSettings) -> CaptionedImages:
+    """The captioned images of a retrieval cell's caption set."""
     return read_caption_set(str(cell.source), None if cell.image_dir is None else str(cell.image_dir),
                             data_format=cell.dataset_type, image_key=settings.image_key,
                             caption_key=settings.caption_key, split=settings.karpathy_split)
