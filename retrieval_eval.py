@@ -11,16 +11,14 @@ Every image is scored with all of its captions (a table's rows naming it): image
 its captions is in the top K. --pair_scores: each pair's CLIP score (100 x cosine similarity), to filter data by.
 Settings: flags, --config YAMLs (repeatable, layered) and key=value overrides, as in every script.
 """
-import os
 import sys
 from pathlib import Path
 
 from dataloader.eval.caption_sets import listed_image_names, read_caption_set
-from evaluation.features import cached_image_features, feature_cache_file
 from evaluation.inference_model import load_for_inference
 from evaluation.pair_scores import write_pair_scores
 from evaluation.report import run_info, warn_unreadable, write_retrieval_report
-from evaluation.retrieval import caption_image_features, caption_pairs, pair_retrieval, text_features
+from evaluation.retrieval import cached_caption_image_features, caption_pairs, pair_retrieval, text_features
 from evaluation.settings import RetrievalEvalSettings
 from utils.cli import SettingsParser, run_command
 from utils.errors import UserError
@@ -42,12 +40,9 @@ def evaluate(config: RetrievalEvalSettings) -> None:
     name, precision = config.name or Path(annotations).stem, decision.precision
     print(f"{name}: {len(captioned.image_paths)} images, {sum(map(len, captioned.captions))} captions, "
           f"{decision.describe()}")
-    cache_file = feature_cache_file(config.cache_dir, f"{name}-images", config.checkpoint_path,
-                                    {"images": list(map(os.path.abspath, captioned.image_paths))},
-                                    {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
-                                     "std": list(model.config.image_std), "precision": precision})
-    image_features, from_cache = cached_image_features(cache_file, lambda: caption_image_features(
-        model, captioned, preprocess, device, precision, batch_size=config.batch_size, num_workers=config.num_workers))
+    image_features, cache_file, from_cache = cached_caption_image_features(
+        model, captioned, preprocess, checkpoint=config.checkpoint_path, name=name, cache_dir=config.cache_dir,
+        device=device, precision=precision, batch_size=config.batch_size, num_workers=config.num_workers)
     print(f"image features read from {cache_file}" if from_cache else "image features computed")
     warn_unreadable(image_features.unreadable)
     if not len(image_features.labels):

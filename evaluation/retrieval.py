@@ -7,7 +7,9 @@ score at least as high, so constant scores give recall 0, not a lucky hit from t
 NaN score of a wrong item counts as at least as high, and a query whose own score is not finite is ranked last:
 NaN features give recall 0, never 100%.
 """
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,7 +19,8 @@ from torch.utils.data import DataLoader
 from dataloader.coco import CaptionedImages
 from dataloader.eval.caption_sets import captioned_image_dataset
 from dataloader.eval.eval_datasets import collate_readable
-from evaluation.features import ImageFeatures, extract_image_features, extract_text_features
+from evaluation.features import (ImageFeatures, cached_image_features, extract_image_features,
+                                 extract_text_features, feature_cache_file)
 from evaluation.metrics import NOT_RANKED, nonfinite_rows
 from evaluation.shard import Shard
 
@@ -112,6 +115,21 @@ def caption_image_features(model, captioned: CaptionedImages, preprocess, device
     features = extract_image_features(model, loader, device, precision, progress)
     return ImageFeatures(shard.gather_rows(features.features), shard.gather_rows(features.labels),
                          [path for part in shard.gather(features.unreadable) for path in part])
+
+
+def cached_caption_image_features(model, captioned: CaptionedImages, preprocess, *, checkpoint: str, name: str,
+                                  cache_dir: str | Path, device, precision: str, batch_size: int, num_workers: int = 0,
+                                  progress: bool = True) -> tuple[ImageFeatures, Path | None, bool]:
+    """(caption_image_features, the cache file <cache_dir>/<name>-images-<hash>.pt they are kept in for these
+    weights, images and preprocessing, whether they were read from it)."""
+    cache_file = feature_cache_file(cache_dir, f"{name}-images", checkpoint,
+                                    {"images": list(map(os.path.abspath, captioned.image_paths))},
+                                    {"image_size": model.config.image_size, "mean": list(model.config.image_mean),
+                                     "std": list(model.config.image_std), "precision": precision})
+    features, from_cache = cached_image_features(cache_file, lambda: caption_image_features(
+        model, captioned, preprocess, device, precision, batch_size=batch_size, num_workers=num_workers,
+        progress=progress))
+    return features, cache_file, from_cache
 
 
 def text_features(model, texts: list[str], device, precision: str = "fp32", *, batch_size: int,

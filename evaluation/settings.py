@@ -119,27 +119,27 @@ class FeatureExportSettings(EvalSetSettings):
 
 
 @dataclass(kw_only=True)
-class CaptionSetSettings:
-    """Captioned images in any format training reads (dataloader.eval.caption_sets), named as training names them."""
-    annotation_file: str = setting(help="the captions: a COCO captions JSON or Karpathy split file, a CSV/TSV or "
-                                        "JSONL table (one image and caption per row), or webdataset shards")
-    img_dir: str | None = setting(None, "the folder of the images (needed for COCO; tables: default the table's "
-                                        "folder; shards hold their images)")
+class CaptionReadingSettings:
+    """How captioned images are read, in any format training reads (dataloader.eval.caption_sets), named as
+    training names it."""
     format: CaptionFormat = setting("auto", "auto: told from the name (.json, .csv/.tsv, .jsonl, .tar ...)")
     image_key: str = setting("filepath", "CSV column / JSONL key of the image path")
     caption_key: str = setting("caption", "CSV column / JSONL key (or shards' .json key) of the caption")
 
 
 @dataclass(kw_only=True)
-class RetrievalEvalSettings(CaptionSetSettings, LoaderSettings):
-    checkpoint_path: str = setting(help=CHECKPOINT_HELP)
+class CaptionSetSettings(CaptionReadingSettings):
+    annotation_file: str = setting(help="the captions: a COCO captions JSON or Karpathy split file, a CSV/TSV or "
+                                        "JSONL table (one image and caption per row), or webdataset shards")
+    img_dir: str | None = setting(None, "the folder of the images (needed for COCO; tables: default the table's "
+                                        "folder; shards hold their images)")
+
+
+@dataclass(kw_only=True)
+class RecallSettings:
+    """Image-text retrieval's recall@K on a caption set (evaluation.retrieval)."""
     split: Literal[KARPATHY_SPLITS] = setting("test", "the split of a Karpathy split file")
     recall_k: list[int] = setting(default_factory=lambda: list(DEFAULT_KS), help="the K of recall@K")
-    name: str | None = setting(None, "name of the result files (default: the captions file's name)")
-    pair_scores: str | None = setting(None, "also write OUT.csv: each image-caption pair's CLIP score, 100 x the "
-                                            "cosine similarity of the normalised features, for filtering data")
-    cache_dir: str = setting("feature_cache")
-    output_dir: str = setting("retrieval_output")
 
     def __post_init__(self):
         check_at_least_one(self, "recall_k")
@@ -147,11 +147,28 @@ class RetrievalEvalSettings(CaptionSetSettings, LoaderSettings):
 
 
 @dataclass(kw_only=True)
-class EvalSuiteSettings(LoaderSettings):
+class RetrievalEvalSettings(CaptionSetSettings, RecallSettings, LoaderSettings):
+    checkpoint_path: str = setting(help=CHECKPOINT_HELP)
+    name: str | None = setting(None, "name of the result files (default: the captions file's name)")
+    pair_scores: str | None = setting(None, "also write OUT.csv: each image-caption pair's CLIP score, 100 x the "
+                                            "cosine similarity of the normalised features, for filtering data")
+    cache_dir: str = setting("feature_cache")
+    output_dir: str = setting("retrieval_output")
+
+
+@dataclass(kw_only=True)
+class EvalSuiteSettings(CaptionReadingSettings, RecallSettings, LoaderSettings):
     checkpoints: list[str] = setting(help="[NAME=]PATH: anything load_model reads; NAME= labels the table's row")
-    data_dir: list[str] = setting(help="data folders, each a table (a folder of domain folders: one column each)")
+    data_dir: list[str] = setting(default_factory=list, help="labelled image folders for zeroshot and "
+                                  "linear_probe, each a table (a folder of domain folders: one column each)")
     dataset_type: Literal[tuple(sorted(READERS))] = setting("folder")
-    tasks: list[Literal[TASKS]] = setting(default_factory=lambda: ["zeroshot"])
+    annotation_file: list[str] = setting(default_factory=list, help="[NAME=]FILE: caption sets for retrieval, one "
+                                         "column each (NAME: default the file's name): COCO captions or Karpathy "
+                                         "JSON, CSV/TSV or JSONL tables, webdataset shards")
+    img_dir: list[str] = setting(default_factory=list, help="the caption sets' images: one folder for all, or one "
+                                 "per annotation_file in order (needed for COCO; default: a table's folder)")
+    tasks: list[Literal[TASKS]] = setting(default_factory=lambda: ["zeroshot"],
+                                          help="zeroshot and linear_probe score data_dir, retrieval annotation_file")
     templates: str | None = setting(None, "zero-shot " + TEMPLATES_HELP + " (default: each dataset's set)")
     test_fraction: float = setting(0.2, "linear probe: share of each class held out for testing (and for "
                                         "validation) when the folder has no test split")
@@ -161,6 +178,7 @@ class EvalSuiteSettings(LoaderSettings):
     progress: bool = setting(True, "a progress bar over the cells")
 
     def __post_init__(self):
+        super().__post_init__()
         check_fraction(self, "test_fraction")
 
 

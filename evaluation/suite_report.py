@@ -1,18 +1,21 @@
 """The suite's results as the reference projects print them: a Markdown table per dataset and task (rows =
-checkpoints, columns = domains, `avg` last), a long-format CSV, a heatmap, and per-class side-by-side tables."""
+checkpoints, columns = domains or caption sets, `avg` last), a long-format CSV, a heatmap, per-class side-by-side
+tables, and every recall of the retrieval cells."""
 import csv
 import io
 from pathlib import Path
 
 from evaluation.report import safe_file_name
-from evaluation.suite import CellResult
+from evaluation.suite import CAPTION_TASKS, HEADLINES, CellResult
 from evaluation.table_figures import plot_per_class_side_by_side, plot_results_heatmap
 from utils.atomic_files import write_text_atomically
 
 CSV_COLUMNS = ("checkpoint", "dataset", "domain", "task", "metric", "value", "n_images")
-TASK_TITLES = {"zeroshot": "zero-shot", "linear_probe": "linear probe"}
-UNITS = "Top-1 accuracy in % (two decimals). `avg` is the unweighted mean over the domains, as in the reference " \
-        "tables; it is left empty when a domain failed."
+TASK_TITLES = {"zeroshot": "zero-shot", "linear_probe": "linear probe", "retrieval": "retrieval"}
+DIRECTIONS = (("image → text", "image_to_text"), ("text → image", "text_to_image"))
+UNITS = "Top-1 accuracy in % (two decimals); retrieval: the mean of its recalls in %, every recall below its " \
+        "table. `avg` is the unweighted mean over the columns, as in the reference tables; it is left empty when " \
+        "a column failed."
 
 
 def tables(results: list[CellResult]) -> dict[tuple[str, str], dict]:
@@ -29,20 +32,35 @@ def tables(results: list[CellResult]) -> dict[tuple[str, str], dict]:
     return grouped
 
 
-def top1_row(table: dict, checkpoint: str) -> tuple[list[float | None], float | None]:
-    """(top-1 of each domain, None where the cell failed; their mean, None unless every domain has a value)."""
-    values = [table["cells"][checkpoint, domain].metrics.get("top1") for domain in table["domains"]]
+def headline_row(table: dict, task: str, checkpoint: str) -> tuple[list[float | None], float | None]:
+    """(the headline value of each domain, None where the cell failed; their mean, None unless every domain has
+    a value)."""
+    metric = HEADLINES[task].metric
+    values = [table["cells"][checkpoint, domain].metrics.get(metric) for domain in table["domains"]]
     return values, (sum(values) / len(values) if None not in values else None)
+
+
+def recall_ks(table: dict) -> list[str]:
+    """The K of a retrieval table's recall@K, from its first scored cell."""
+    metrics = next((result.metrics for result in table["cells"].values() if result.error is None), {})
+    return [key.rsplit("@", 1)[1] for key in metrics if key.startswith("image_to_text_R@")]
+
+
+def table_title(dataset: str, task: str, table: dict) -> str:
+    if task not in CAPTION_TASKS:
+        return f"{dataset}: {TASK_TITLES[task]}"
+    return (f"{dataset}: {TASK_TITLES[task]}, {HEADLINES[task].name} of image → text and text → image "
+            + ", ".join(f"R@{k}" for k in recall_ks(table)))
 
 
 def markdown_tables(results: list[CellResult]) -> str:
     lines, notes = ["# Evaluation results", "", UNITS], []
     for (dataset, task), table in tables(results).items():
-        lines += ["", f"## {dataset}: {TASK_TITLES[task]}", "",
+        lines += ["", f"## {table_title(dataset, task, table)}", "",
                   "| checkpoint | " + " | ".join(table["domains"]) + " | avg |",
                   "|---|" + "---:|" * (len(table["domains"]) + 1)]
         for checkpoint in table["checkpoints"]:
-            values, average = top1_row(table, checkpoint)
+            values, average = headline_row(table, task, checkpoint)
             shown = []
             for domain, value in zip(table["domains"], values):
                 result = table["cells"][checkpoint, domain]
@@ -53,12 +71,33 @@ def markdown_tables(results: list[CellResult]) -> str:
                 warning = cell_warning(result)
                 if warning:
                     notes.append(f"- {checkpoint} · {dataset}/{domain} · {TASK_TITLES[task]}: {warning}")
-                shown.append(f"{value:.2f}" + (" ⚠" if result.num_nonfinite else ""))
+                shown.append(f"{value:.2f}" + (" ⚠" if has_nonfinite(result) else ""))
             shown.append("" if average is None else f"{average:.2f}")
             lines.append(f"| {checkpoint} | " + " | ".join(shown) + " |")
+        if task in CAPTION_TASKS:
+            lines += recall_table(dataset, task, table)
     if notes:
         lines += ["", "## Notes", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def recall_table(dataset: str, task: str, table: dict) -> list[str]:
+    """Every recall@K of each scored cell of a retrieval table, in %, with its images and captions."""
+    ks = recall_ks(table)
+    lines = ["", f"### {dataset}: {TASK_TITLES[task]}, every recall", "",
+             "| checkpoint | caption set | " + " | ".join(f"{direction} R@{k}" for direction, _ in DIRECTIONS
+                                                       for k in ks) + " | images | captions |",
+             "|---|---|" + "---:|" * (2 * len(ks) + 2)]
+    for (checkpoint, domain), result in table["cells"].items():
+        if result.error is None:
+            recalls = [f"{result.metrics[f'{key}_R@{k}']:.2f}" for _, key in DIRECTIONS for k in ks]
+            lines.append(f"| {checkpoint} | {domain} | " + " | ".join(recalls)
+                         + f" | {result.n_images} | {int(result.metrics['num_captions'])} |")
+    return lines
+
+
+def has_nonfinite(result: CellResult) -> bool:
+    return bool(result.num_nonfinite or result.metrics.get("num_nonfinite_captions"))
 
 
 def cell_warning(result: CellResult) -> str:
@@ -66,8 +105,14 @@ def cell_warning(result: CellResult) -> str:
     if result.num_nonfinite:
         parts.append(f"WARNING: {result.num_nonfinite} of {result.n_images} images had non-finite (NaN or infinite) "
                      "scores, each counted as a miss (⚠)")
+    if result.metrics.get("num_nonfinite_captions"):
+        parts.append(f"WARNING: {int(result.metrics['num_nonfinite_captions'])} of "
+                     f"{int(result.metrics['num_captions'])} captions had non-finite (NaN or infinite) features, "
+                     "each counted as a miss (⚠)")
     if result.num_unreadable:
         parts.append(f"{result.num_unreadable} unreadable image(s) skipped")
+    if result.metrics.get("num_missing_images"):
+        parts.append(f"{int(result.metrics['num_missing_images'])} listed image(s) not found")
     return "; ".join(parts)
 
 
@@ -98,8 +143,9 @@ def write_suite_report(results: list[CellResult], output_dir: str | Path, title:
     writer.writeheader()
     writer.writerows(csv_rows(results))
     write_text_atomically(table_csv, table.getvalue())
-    panels = [(f"{dataset}: {TASK_TITLES[task]}", table["checkpoints"], table["domains"],
-               [values + [average] for values, average in (top1_row(table, row) for row in table["checkpoints"])])
+    panels = [(table_title(dataset, task, table), table["checkpoints"], table["domains"],
+               [values + [average] for values, average in (headline_row(table, task, row)
+                                                           for row in table["checkpoints"])])
               for (dataset, task), table in tables(results).items()]
     written = [markdown, table_csv, plot_results_heatmap(panels, output_dir / "results.png", title)]
     for result in results:

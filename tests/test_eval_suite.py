@@ -5,26 +5,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import eval_suite
 import zeroshot_eval
 from evaluation import inference_model, suite
-from model import build_model, model_config_by_name
-from utils.checkpoint import save_checkpoint_atomic
+from suite_fixtures import markdown_table, random_checkpoint
 from zeroshot_fixtures import write_cifar
 
 DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 CLASSES = ["dog", "guitar", "house"]
 COMMON = ["--precision", "fp32", "--num_workers", "0", "--batch_size", "16", "--templates", "a photo of a {}."]
-
-
-def random_checkpoint(path, seed):
-    torch.manual_seed(seed)
-    model = build_model(model_config_by_name("tiny-vit"))  # random ViTs disagree from image to image
-    save_checkpoint_atomic({"model": model.state_dict(), "model_config": vars(model.config)}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +38,6 @@ def pacs(tmp_path_factory):
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoints")
     return {label: random_checkpoint(folder / f"{label}.pt", seed) for seed, label in enumerate("abc", start=1)}
-
-
-def markdown_table(text: str, heading: str) -> dict[str, list[str]]:
-    """{row name: cells} of the table under `## heading`, the header row under the key 'checkpoint'."""
-    lines = text.split(f"## {heading}\n\n", 1)[1].splitlines()
-    rows = {}
-    for line in lines:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if not cells[0].startswith("---"):
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def test_suite_table_equals_per_cell_zeroshot_eval_and_a_rerun_computes_only_new_cells(
