@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from evaluation.settings import EvalSuiteSettings
-from evaluation.suite import (CAPTIONS_TABLE, HEADLINES, SuiteSettings, caption_sets, data_root, parse_checkpoint,
-                              plan_cells, print_cell, run_suite)
+from evaluation.suite import print_cell, run_suite
+from evaluation.suite_plan import (CAPTIONS_TABLE, HEADLINES, SuiteSettings, caption_sets, data_root, parse_checkpoint,
+                                   plan_cells)
 from evaluation.suite_report import write_suite_report
 from utils.cli import SettingsParser, run_command
 

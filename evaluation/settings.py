@@ -10,7 +10,7 @@ from dataloader.eval.caption_sets import CaptionFormat
 from dataloader.eval.eval_datasets import READERS
 from dataloader.eval.karpathy import SPLITS as KARPATHY_SPLITS
 from evaluation.retrieval import DEFAULT_KS
-from evaluation.suite import TASKS
+from evaluation.suite_plan import TASKS
 from utils.cli import setting
 from utils.precision import PRECISIONS
 

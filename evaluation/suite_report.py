@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from evaluation.report import safe_file_name
-from evaluation.suite import CAPTION_TASKS, HEADLINES, CellResult
+from evaluation.suite_plan import CAPTION_TASKS, HEADLINES, CellResult
 from evaluation.table_figures import plot_per_class_side_by_side, plot_results_heatmap
 from utils.atomic_files import write_text_atomically
 
