@@ -9,8 +9,9 @@
 
 A folder whose sub-folders each hold class folders (PACS/ -> art_painting, cartoon, photo, sketch) gives one
 column per sub-folder; any other folder is one column. Retrieval scores caption sets (--annotation_file, any
-format retrieval_eval.py reads), one column each: the mean of its image -> text and text -> image recall@K. Writes results.md, results.csv, results.png and, for the
-linear probe, per_class/ (zero-shot beside linear probe, per class) into --output_dir. Cell results and features
+format retrieval_eval.py reads), one column each: the mean of its image -> text and text -> image recall@K.
+Writes results.md, results.csv, results.png and, for the linear probe, per_class/ (zero-shot beside linear probe,
+per class) into --output_dir. Cell results and features
 are cached in --cache_dir: a rerun with one more checkpoint computes only its cells. Exit code 1 when a cell failed
 (its error is in results.md, the other cells are complete). Settings: flags, --config YAMLs (repeatable, layered)
 and key=value overrides, as in every script.
