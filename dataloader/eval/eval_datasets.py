@@ -271,12 +271,6 @@ READERS = {
 SPLITS = {"cifar": ("train", "test"), "wds": ("train", "test")}
 
 
-def add_eval_set_arguments(parser, data_dir_help: str | None = None) -> None:
-    """--dataset_type (one of READERS) and --data_dir, as every script that reads a labelled set takes them."""
-    parser.add_argument("--dataset_type", required=True, choices=sorted(READERS))
-    parser.add_argument("--data_dir", required=True, help=data_dir_help)
-
-
 def read_eval_set(dataset_type: str, data_dir: str | Path, transform: Transform, *, dataset_name: str | None = None,
                   min_side: int | None = None, class_names_file: str | Path | None = None,
                   split: str | None = None) -> EvalSet:
