@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 
 from utils.atomic_files import write_text_atomically
 from utils.cache_folders import huggingface_hub_cache, openai_clip_cache, toolkit_cache
-from utils.checkpoint import checksum_path, sha256_of_descriptor
+from utils.checkpoint import checksum_path, sha256_of_file
 from utils.config import build, read_yaml
-from utils.download import DownloadFailed, download_verified, fetch_json
+from utils.download import ChecksumMismatch, DownloadFailed, download_verified, fetch_json
 from utils.errors import UserError
 
 HF_HUB_PREFIX = "hf-hub:"
@@ -150,15 +150,8 @@ def _recorded_sha256(path: Path) -> str | None:
 
 
 def _verified(path: Path, sha256: str | None) -> Path:
-    if sha256 is not None:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            actual = sha256_of_descriptor(descriptor)
-        finally:
-            os.close(descriptor)
-        if actual != sha256:
-            raise UserError(f"{path}: SHA-256 is {actual}, expected {sha256}: the file is damaged or not this "
-                            f"release, so it is not used; delete it to download it again")
+    if sha256 is not None and (actual := sha256_of_file(path)) != sha256:
+        raise ChecksumMismatch(str(path), sha256, actual, remedy="delete it to download it again")
     return path
 
 

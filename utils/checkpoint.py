@@ -40,6 +40,14 @@ def sha256_of_descriptor(descriptor: int) -> str:
     return digest.hexdigest()
 
 
+def sha256_of_file(path) -> str:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        return sha256_of_descriptor(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def checksum_problem(path) -> str | None:
     """Why `path` does not match the checksum beside it, or None when it does (or has no checksum)."""
     recorded = checksum_path(path)
@@ -47,13 +55,9 @@ def checksum_problem(path) -> str | None:
         return None
     try:
         expected = recorded.read_text().split()[0]
-        descriptor = os.open(path, os.O_RDONLY)
+        actual = sha256_of_file(path)
     except (OSError, IndexError) as error:
         return f"cannot read it or its checksum {recorded.name} ({getattr(error, 'strerror', None) or error})"
-    try:
-        actual = sha256_of_descriptor(descriptor)
-    finally:
-        os.close(descriptor)
     if actual != expected:
         return (f"its content does not match its checksum {recorded.name}: the file changed after it was written "
                 "(a copy that stopped half-way, a flipped bit)")

@@ -25,9 +25,9 @@ class DownloadFailed(UserError):
 
 
 class ChecksumMismatch(UserError):
-    def __init__(self, name: str, expected: str, actual: str):
+    def __init__(self, name: str, expected: str, actual: str, remedy: str | None = None):
         super().__init__(f"{name}: SHA-256 is {actual}, expected {expected}: the file is damaged or not this "
-                         f"release, so it is not used")
+                         f"release, so it is not used" + (f"; {remedy}" if remedy else ""))
 
 
 def open_url(url: str):
