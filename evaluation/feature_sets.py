@@ -61,9 +61,14 @@ def read_set_features(model, preprocess, dataset_type: str, data_dir: str | Path
     cached = eval_set_features(model, eval_set, checkpoint=checkpoint, dataset_type=dataset_type, data_dir=data_dir,
                                split=split, device=device, precision=precision, batch_size=batch_size,
                                num_workers=num_workers, cache_dir=cache_dir, progress=progress)
-    if not len(cached.features.labels):
-        raise UserError(f"none of the {len(eval_set.dataset)} images in {data_dir} could be read")
+    require_readable(cached.features, len(eval_set.dataset), data_dir)
     return eval_set, cached
+
+
+def require_readable(features: ImageFeatures, images: int, where) -> None:
+    """One line when none of the `images` images in `where` could be read: there is nothing to score."""
+    if not len(features.labels):
+        raise UserError(f"none of the {images} images in {where} could be read")
 
 
 def split_off_test(plan: SplitPlan, train: ImageFeatures, read_test, test_fraction: float,
@@ -90,8 +95,7 @@ def folder_image_features(model, preprocess, img_dir: str, *, device: torch.devi
                         batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
                         pin_memory=device.type == "cuda")
     features = extract_image_features(model, loader, device, precision)
-    if not len(features.labels):
-        raise UserError(f"none of the {len(paths)} images in {folder} could be read")
+    require_readable(features, len(paths), folder)
     return features, [str(path) for path in paths]
 
 
