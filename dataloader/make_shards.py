@@ -136,7 +136,7 @@ class ShardSettings:
 
 PARSER = SettingsParser(__doc__, ShardSettings, positionals={
     "source": "COCO captions .json, or a .csv/.tsv/.jsonl table of image paths and captions",
-    "out_dir": "the new (or empty) folder of the shards"})
+    "out_dir": "the new (or empty) folder of the shards"}, prog="python -m dataloader.make_shards")
 PARSER.add_setting("--from", "source_format", choices=sorted(LISTED_FORMATS))
 PARSER.add_field_flags()
 

@@ -11,10 +11,11 @@
 
 OUT is a folder; one that exists and is not empty is refused unless --force (which replaces the files it writes).
 """
-import argparse
+import dataclasses
 import json
 import re
 import sys
+import typing
 from pathlib import Path
 
 from model import load_model
@@ -22,7 +23,7 @@ from model.clip import CLIP
 from model.config import ModelConfig
 from model.weights import export_safetensors
 from utils.atomic_files import write_bytes_atomically, write_text_atomically
-from utils.cli import ScriptArgumentParser, run_command
+from utils.cli import SettingsParser, run_command, setting
 from utils.errors import UserError
 
 # CLIP's choice, which ModelConfig.vision_heads follows: 64-wide attention heads
@@ -162,24 +163,28 @@ def export(checkpoint, export_format: str, folder, force: bool = False) -> str:
     return EXPORTERS[export_format](model, folder)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ScriptArgumentParser(__doc__, prog="python -m model.export")
-    parser.add_argument("checkpoint", help="our checkpoint, an OpenAI or open_clip weights file, or a model config "
-                                           "name")
-    parser.add_argument("--format", required=True, choices=list(EXPORTERS))
-    parser.add_argument("out", help="the folder to write")
-    parser.add_argument("--force", action="store_true", help="write into a folder that is not empty")
-    return parser.parse_args(argv)
+@dataclasses.dataclass(kw_only=True)
+class ExportSettings:
+    checkpoint: str
+    format: typing.Literal[tuple(EXPORTERS)]
+    out: str
+    force: bool = setting(False, "write into a folder that is not empty")
 
 
-def run(args: argparse.Namespace) -> int:
-    how_to_load = export(args.checkpoint, args.format, args.out, args.force)
-    print(f"wrote {args.out} ({args.format}); load it with {how_to_load}")
+PARSER = SettingsParser(__doc__, ExportSettings, positionals={
+    "checkpoint": "our checkpoint, an OpenAI or open_clip weights file, or a model config name",
+    "out": "the folder to write"}, prog="python -m model.export")
+PARSER.add_field_flags()
+
+
+def run(settings: ExportSettings) -> int:
+    how_to_load = export(settings.checkpoint, settings.format, settings.out, settings.force)
+    print(f"wrote {settings.out} ({settings.format}); load it with {how_to_load}")
     return 0
 
 
 def main(argv=None) -> int:
-    return run_command(run, parse_args(argv))
+    return run_command(lambda: run(PARSER.settings(argv)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import pytest
 
 import dataloader.make_shards as make_shards
+import model.export as export
 import eval_suite
 import extract_features
 import finetune
@@ -14,7 +15,7 @@ import zero_shot_demo
 import zeroshot_eval
 
 SCRIPTS = [train, finetune, zeroshot_eval, zero_shot_demo, linear_probe, retrieval_eval, eval_suite,
-           extract_features, similarity_matrix, make_shards]
+           extract_features, similarity_matrix, make_shards, export]
 
 
 @pytest.mark.parametrize("argv", [["--no_such_option", "1"], ["--precision", "fp8"]], ids=["unknown", "bad value"])

@@ -61,9 +61,10 @@ class SettingsParser(ScriptArgumentParser):
     differences), then flags, then `key=value` overrides, into one dataclass. Unknown keys name the nearest."""
 
     def __init__(self, doc: str | None, settings_class, defaults: dict[str, dict] | None = None,
-                 positionals: dict[str, str] | None = None):
-        """`positionals`: settings given by position ({key: help}), before any `key=value` override."""
-        super().__init__(doc)
+                 positionals: dict[str, str] | None = None, **parser_options):
+        """`positionals`: settings given by position ({key: help}), before any `key=value` override;
+        `parser_options`: argparse's (e.g. prog for a `python -m` command)."""
+        super().__init__(doc, **parser_options)
         self.settings_class, self.defaults, self.flag_keys = settings_class, defaults or {}, {}
         self.add_argument("--config", action="append", help="YAML file holding only its changes to the defaults; "
                           "repeat it to layer several, later ones winning (e.g. data, then a recipe)")
